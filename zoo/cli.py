@@ -1,0 +1,115 @@
+"""The `zoo` command: a thin layer over the Python API.
+
+Exit status: 0 success, 2 bad usage / recipe / data (one line on stderr), 1 anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="keras-zoo: train, evaluate and use vision models.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="registered models")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--task", choices=["classification", "detection", "segmentation", "video"])
+    p.add_argument("--pretrained", action="store_true", help="only models with pretrained weights")
+
+    p = sub.add_parser("recipes", help="recipes shipped under recipes/")
+    p.add_argument("pattern", nargs="?", default="*")
+
+    for name in ("train", "evaluate"):
+        p = sub.add_parser(name, help=f"{name} a recipe (a path or a shipped recipe's name)")
+        p.add_argument("recipe")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted recipe overrides")
+        p.add_argument("--output", help="run directory")
+        if name == "train":
+            p.add_argument("--resume", action="store_true", help="continue from the run's checkpoints")
+        else:
+            p.add_argument("--weights", help="a .keras / .weights.h5 file, a pretrained tag, or 'pretrained'")
+
+    p = sub.add_parser("predict", help="predict on images (or clips) with a run directory or model file")
+    p.add_argument("model", help="a run directory, its model.keras, or a model name with pretrained weights")
+    p.add_argument("inputs", nargs="+", help="image files (clip folders / videos for video models)")
+    p.add_argument("--output", help="where pictures of the predictions go (default: next to the inputs' run)")
+    return parser
+
+
+def cmd_list(args):
+    from zoo.registry import get_entry, list_models
+
+    names = list_models(args.pattern, task=args.task, pretrained=args.pretrained)
+    for name in names:
+        entry = get_entry(name)
+        shape = "x".join(map(str, entry.input_shape))
+        tags = f"  pretrained: {', '.join(entry.pretrained)}" if entry.pretrained else ""
+        print(f"{name:24s} {entry.task:15s} {shape:12s} {entry.source}{tags}")
+
+
+def cmd_recipes(args):
+    import fnmatch
+
+    from zoo.recipe import RECIPES_DIR, shipped_recipes
+
+    for path in shipped_recipes():
+        if fnmatch.fnmatch(path.stem, args.pattern):
+            print(f"{path.stem:28s} {path.relative_to(RECIPES_DIR)}")
+
+
+def cmd_train(args):
+    import zoo
+
+    run = zoo.train(zoo.load_recipe(args.recipe, args.overrides), output_dir=args.output, resume=args.resume)
+    print(f"run directory: {run.output_dir}")
+
+
+def cmd_evaluate(args):
+    import zoo
+
+    metrics = zoo.evaluate(zoo.load_recipe(args.recipe, args.overrides), weights=args.weights,
+                           output_dir=args.output)
+    print(json.dumps(metrics))
+
+
+def cmd_predict(args):
+    from zoo.predict import predict
+
+    for line in predict(args.model, args.inputs, args.output):
+        print(line)
+
+
+COMMANDS = {"list": cmd_list, "recipes": cmd_recipes, "train": cmd_train,
+            "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    from zoo.errors import ZooError
+
+    try:
+        COMMANDS[args.command](args)
+    except ZooError as err:
+        if args.debug:
+            raise
+        print(f"zoo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # anything else is our bug or the machine's: one line, status 1
+        if args.debug:
+            raise
+        print(f"zoo: error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Data sources. Each yields *canonical examples* (unbatched dicts of tensors) for a task:
+
+classification  {"image": uint8 (H, W, 3), "label": int}
+segmentation    {"image": uint8 (H, W, 3), "mask": uint8 (H, W), 255 = ignore}
+detection       {"image": uint8 (H, W, 3), "boxes": float32 (n, 4) normalized
+                 [ymin, xmin, ymax, xmax], "labels": int32 (n,)}
+video           {"video": uint8 (T, H, W, 3), "label": int}
+
+`tfds` and `synthetic` serve every task; a task adds its own (`folder`, `coco`, `digits`)
+through `Task.sources`. The task then turns canonical examples into model inputs/targets.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from zoo.errors import DataError, RecipeError
+
+
+@dataclass
+class DatasetInfo:
+    num_classes: int
+    class_names: list[str]
+    num_examples: int | None = None  # None when unknown without a full pass
+    extras: dict = field(default_factory=dict)  # task-specific, e.g. category id maps
+
+
+@dataclass
+class Split:
+    dataset: tf.data.Dataset  # canonical examples
+    info: DatasetInfo
+    diagnose: Callable[[Exception], None] | None = None  # raises a DataError naming a bad file
+
+
+def load_split(recipe, task, split: str) -> Split:
+    """Open one split of the recipe's data source for `task`."""
+    source = recipe.data.source
+    loaders = {"tfds": load_tfds, "synthetic": load_synthetic, **task.sources}
+    if source not in loaders:
+        raise RecipeError(f"data.source: {source} is not available for task {task.name} "
+                          f"(available: {', '.join(sorted(loaders))})")
+    return loaders[source](recipe.data, task, split)
+
+
+# ---------------------------------------------------------------- tfds
+
+
+def load_tfds(data, task, split: str) -> Split:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(data.name, data_dir=data.data_dir)
+    except Exception as err:  # unknown name, bad version: TFDS raises several types
+        raise DataError(f"data.name: tfds dataset {data.name!r}: {str(err).splitlines()[0]}") from None
+    try:
+        builder.download_and_prepare()
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+    except Exception as err:
+        raise DataError(f"tfds {data.name} split {split!r}: {str(err).splitlines()[0]}") from None
+    adapter, info = task.from_tfds(builder.info)
+    try:
+        info.num_examples = builder.info.splits[split].num_examples
+    except Exception:
+        info.num_examples = None
+    return Split(dataset.map(adapter, num_parallel_calls=tf.data.AUTOTUNE), info)
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+def load_synthetic(data, task, split: str) -> Split:
+    from zoo.data import synthetic
+
+    gen = synthetic.GENERATORS.get(data.name)
+    if gen is None:
+        close = difflib.get_close_matches(data.name, list(synthetic.GENERATORS), n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise RecipeError(f"data.name: unknown synthetic dataset {data.name!r}{hint}")
+    if gen.task != task.name:
+        raise RecipeError(f"data.name: synthetic {data.name} is a {gen.task} dataset, not {task.name}")
+    is_train = split == data.train_split
+    size = (data.train_size or 2000) if is_train else (data.eval_size or 500)
+    # Train and eval draw from disjoint seeds: the same split name always gives the same data.
+    seed = 1 if is_train else 2
+    options = {"num_frames": data.num_frames} if gen.task == "video" else {}
+    first = synthetic.generate(data.name, 0, seed, tuple(data.image_size), **options)
+    signature = {k: tf.TensorSpec((None,) * np.ndim(v) if k in ("boxes", "labels") else np.shape(v),
+                                  tf.as_dtype(np.asarray(v).dtype)) for k, v in first.items()}
+
+    def examples():
+        for i in range(size):
+            yield synthetic.generate(data.name, i, seed, tuple(data.image_size), **options)
+
+    dataset = tf.data.Dataset.from_generator(examples, output_signature=signature)
+    info = DatasetInfo(len(gen.class_names), list(gen.class_names), size)
+    return Split(dataset.apply(tf.data.experimental.assert_cardinality(size)), info)
+
+
+# ---------------------------------------------------------------- image files
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+def decode_image(path):
+    """Read and decode any image file to uint8 RGB (grey and RGBA included)."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def find_bad_image(paths) -> str | None:
+    """The first file that does not decode as an image, or None."""
+    for path in paths:
+        try:
+            decode_image(str(path))
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            return str(path)
+    return None
+
+
+def image_diagnosis(paths, what="image"):
+    """A `Split.diagnose` that names the culprit when decoding failed mid-pipeline."""
+
+    def diagnose(error):
+        bad = find_bad_image(paths)
+        if bad is not None:
+            raise DataError(f"corrupt {what} file: {bad} (set data.skip_corrupt=true to skip such files)") from None
+
+    return diagnose
+
+
+def drop_bad_images(paths, skip_corrupt: bool):
+    """With skip_corrupt, scan and drop undecodable files up front, warning with their count."""
+    if not skip_corrupt:
+        return list(paths)
+    good = [p for p in paths if find_bad_image([p]) is None]
+    if len(good) < len(paths):
+        print(f"warning: skipped {len(paths) - len(good)} corrupt image file(s)")
+    return good

@@ -1,0 +1,224 @@
+"""train() and evaluate(): the one path every task goes through.
+
+recipe -> runtime (policy, strategy) -> source -> task.prepare -> batched tf.data ->
+model (built under the strategy's scope) -> compile with the task's loss and metrics ->
+fit -> task.evaluate -> run directory.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from zoo import runtime
+from zoo.data import load_split
+from zoo.errors import DataError, ZooError
+from zoo.models import create_model
+from zoo.optim import build_optimizer
+from zoo.recipe import Recipe, load_recipe
+from zoo.tasks import get_task
+
+CACHE_BUDGET_BYTES = 1 << 30  # cache decoded examples in memory below this estimate
+
+
+@dataclass
+class Run:
+    output_dir: Path
+    model: keras.Model
+    metrics: dict
+    history: dict
+
+
+def _as_recipe(recipe) -> Recipe:
+    return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+
+
+def write_atomic(path: Path, text: str):
+    """Write via a temporary file and rename, so a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path: Path):
+    tmp = path.with_name("tmp-" + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def resolve_output_dir(recipe: Recipe, output_dir, resume: bool) -> Path:
+    if output_dir is None:
+        runs = Path("runs") / recipe.name
+        if resume:
+            previous = sorted(p for p in runs.glob("*") if (p / "checkpoints").is_dir())
+            if not previous:
+                raise ZooError(f"--resume: no earlier run of {recipe.name} with checkpoints under {runs}")
+            return previous[-1]
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, n = runs / stamp, 1
+        while path.exists():
+            path, n = runs / f"{stamp}-{n}", n + 1
+        return path
+    path = Path(output_dir)
+    if not resume and ((path / "checkpoints").exists() or (path / "model.keras").exists()):
+        raise ZooError(f"{path} already holds a run; pass --resume to continue it or choose another --output")
+    return path
+
+
+@contextlib.contextmanager
+def data_errors(*splits):
+    """Turn a decode failure deep inside tf.data into one line naming the bad file."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError) as err:
+        for split in splits:
+            if split.diagnose is not None:
+                split.diagnose(err)
+        raise
+
+
+class EpochSummary(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, then one summary line per epoch: time, losses, metrics, lr."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if not self.verbose:
+            return
+        parts = [f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate"]
+        lr = self.model.optimizer.learning_rate
+        parts.append(f"lr {float(keras.ops.convert_to_numpy(lr)):.3g}")
+        print(f"epoch {epoch + 1}/{self.epochs} - {time.perf_counter() - self.start:.1f}s - "
+              + " - ".join(parts), flush=True)
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers where, so the run ends with a clear message."""
+
+    nan_at = None
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_at = batch
+            self.model.stop_training = True
+
+
+def _steps_per_epoch(recipe, dataset) -> int:
+    if recipe.train.steps_per_epoch:
+        return recipe.train.steps_per_epoch
+    steps = int(dataset.cardinality())
+    if steps <= 0:
+        raise DataError("the training split is empty or of unknown size; set train.steps_per_epoch")
+    return steps
+
+
+def _should_cache(recipe, task, split) -> bool:
+    setting = recipe.data.cache
+    if setting != "auto":
+        return setting
+    n = split.info.num_examples
+    return n is not None and n * task.example_bytes(recipe) < CACHE_BUDGET_BYTES
+
+
+def _with_num_classes(recipe, info):
+    if recipe.data.num_classes is not None:
+        info.num_classes = recipe.data.num_classes
+    return info
+
+
+def train(recipe, output_dir=None, resume: bool = False) -> Run:
+    """Train a recipe; write recipe.yaml, history.csv, model.keras, metrics.json, logs/."""
+    recipe = _as_recipe(recipe)
+    out = resolve_output_dir(recipe, output_dir, resume)
+    strategy = runtime.configure(recipe.runtime)
+    task = get_task(recipe.task)
+    train_split = load_split(recipe, task, recipe.data.train_split)
+    eval_split = load_split(recipe, task, recipe.data.eval_split)
+    info = _with_num_classes(recipe, train_split.info)
+    eval_split.info = info
+    train_ds = task.make_dataset(train_split, recipe, True, _should_cache(recipe, task, train_split))
+    eval_ds = task.make_dataset(eval_split, recipe, False, _should_cache(recipe, task, eval_split))
+    steps = _steps_per_epoch(recipe, train_ds)
+
+    with strategy.scope():
+        model = create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)
+        model.compile(optimizer=build_optimizer(recipe.train, steps),
+                      loss=task.loss(info, **recipe.train.loss), metrics=task.metrics(info),
+                      steps_per_execution=recipe.runtime.steps_per_execution)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "recipe.yaml", recipe.to_yaml())
+    write_atomic(out / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
+    nan_guard = StopOnNaN()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "checkpoints"), delete_checkpoint=False,
+                                         double_checkpoint=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(out / "logs"), profile_batch=0, write_graph=False),
+        nan_guard,
+        EpochSummary(),
+    ]
+    print(f"training {recipe.model.name} ({model.count_params():,} parameters) on "
+          f"{recipe.data.source}:{recipe.data.name or recipe.data.path}, "
+          f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name}; "
+          f"run directory {out}", flush=True)
+    with data_errors(train_split, eval_split):
+        history = model.fit(train_ds, epochs=recipe.train.epochs, steps_per_epoch=steps,
+                            validation_data=eval_ds if recipe.train.validate else None,
+                            callbacks=callbacks, verbose=recipe.train.verbose, shuffle=False)
+    if nan_guard.nan_at is not None:
+        raise ZooError(f"training diverged: the loss became NaN at batch {nan_guard.nan_at}; "
+                       f"lower train.optimizer.learning_rate (checkpoints of the last good epoch "
+                       f"are in {out / 'checkpoints'})")
+    save_model_atomic(model, out / "model.keras")
+    with data_errors(eval_split):
+        metrics = task.evaluate(model, eval_ds, info)
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+    print("metrics: " + json.dumps(metrics), flush=True)
+    return Run(out, model, metrics, history.history)
+
+
+def load_weights_into(recipe, task, info, weights):
+    """A model for evaluation: a `.keras` file, a `.weights.h5` file, or a pretrained tag."""
+    path = Path(str(weights))
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise ZooError(f"weights file not found: {path}")
+        return keras.saving.load_model(path, compile=False)
+    args = task.model_args(recipe, info)
+    pretrained = True if weights == "pretrained" else weights
+    return create_model(recipe.model.name, pretrained=pretrained, **args, **recipe.model.params)
+
+
+def evaluate(recipe, weights=None, output_dir=None) -> dict:
+    """Measure a model on the recipe's eval split; `weights` as in `load_weights_into`."""
+    recipe = _as_recipe(recipe)
+    strategy = runtime.configure(recipe.runtime)
+    task = get_task(recipe.task)
+    split = load_split(recipe, task, recipe.data.eval_split)
+    info = _with_num_classes(recipe, split.info)
+    dataset = task.make_dataset(split, recipe, False, cache=False)
+    with strategy.scope():
+        if weights is None:
+            print("warning: no --weights given; evaluating randomly initialized weights", flush=True)
+            model = create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)
+        else:
+            model = load_weights_into(recipe, task, info, weights)
+    with data_errors(split):
+        metrics = task.evaluate(model, dataset, info)
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics

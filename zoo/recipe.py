@@ -1,0 +1,350 @@
+"""Recipes: YAML (safe_load) -> `extends` deep merge -> dotted overrides -> validated dataclasses."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+
+from zoo.errors import RecipeError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = False  # random horizontal flip
+    crop_padding: int = 0  # pad by this many pixels, then random-crop back (CIFAR style)
+    random_resized_crop: bool = False  # Inception-style crop of a random area/aspect, resized
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # area range of that crop
+    scale_jitter: Optional[list[float]] = None  # [min, max] resize factor, then crop/pad back
+
+
+@dataclass
+class DataConfig:
+    source: Literal["tfds", "folder", "coco", "synthetic", "digits"] = "tfds"
+    name: Optional[str] = None  # tfds dataset / synthetic generator name
+    path: Optional[str] = None  # root directory for folder / coco
+    data_dir: Optional[str] = None  # tfds data_dir
+    train_split: str = "train"
+    eval_split: str = "test"
+    image_size: list[int] = field(default_factory=lambda: [224, 224])
+    batch_size: int = 32  # global batch size, split across replicas
+    num_classes: Optional[int] = None  # inferred from the data when left out
+    cache: Union[bool, Literal["auto"]] = "auto"  # auto: cache in memory when it fits
+    shuffle_buffer: int = 10000
+    skip_corrupt: bool = False  # folder sources: skip undecodable images with a warning count
+    train_size: Optional[int] = None  # synthetic: number of examples (default 2000 / 500)
+    eval_size: Optional[int] = None
+    num_frames: int = 8  # video: frames per clip
+    frame_stride: int = 1  # video: take every n-th frame
+    eval_clips: int = 1  # video: clips per video at evaluation, scores averaged
+    max_boxes: int = 100  # detection: ground truth padded to this many boxes
+    eval_crop: float = 1.0  # center-crop this fraction of the shorter side at evaluation
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 0.0  # not applied to biases and normalization parameters
+    clipnorm: Optional[float] = None
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: float = 0.0  # linear warmup from 0
+    milestones: list[float] = field(default_factory=list)  # step: epochs at which lr *= decay_rate
+    decay_rate: float = 0.1
+    min_learning_rate: float = 0.0  # cosine: final learning rate
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: dict = field(default_factory=dict)  # keyword arguments of the task's loss
+    steps_per_epoch: Optional[int] = None  # default: one pass over the training split
+    validate: bool = True  # evaluate on the eval split after every epoch (history.csv val_*)
+    verbose: int = 1  # 1: Keras progress bar per epoch; 2: one line per epoch; 0: silent
+
+
+@dataclass
+class RuntimeConfig:
+    mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    distribution: Literal["auto", "none", "mirrored", "multi_worker", "tpu"] = "auto"
+    seed: int = 0
+    steps_per_execution: int = 1
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    params: dict = field(default_factory=dict)  # the builder's keyword arguments
+
+
+@dataclass
+class Recipe:
+    task: Literal["classification", "detection", "segmentation", "video"]
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    name: str = "recipe"  # defaults to the file's stem; names the run directory
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        model = out.pop("model")
+        out["model"] = {"name": model["name"], **model["params"]}
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def find_recipe(name_or_path) -> Path:
+    """A path to a YAML file, or the stem of a recipe shipped under recipes/."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise RecipeError(f"recipe file not found: {path}")
+        return path
+    matches = [p for p in shipped_recipes() if p.stem == str(name_or_path)]
+    if not matches:
+        import difflib
+
+        stems = [p.stem for p in shipped_recipes()]
+        close = difflib.get_close_matches(str(name_or_path), stems, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `zoo recipes` lists them"
+        raise RecipeError(f"unknown recipe {str(name_or_path)!r}{hint}")
+    return matches[0]
+
+
+def shipped_recipes() -> list[Path]:
+    return sorted(p for p in RECIPES_DIR.rglob("*.yaml") if p.parent.name != "base")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _resolve_extends(path: Path, seen=()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise RecipeError(f"{path}: `extends` forms a cycle")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise RecipeError(f"{path}: extends: expected a relative path, got {parent!r}")
+    parent_path = path.parent / parent
+    if not parent_path.is_file():
+        raise RecipeError(f"{path}: extends: file not found: {parent_path}")
+    return deep_merge(_resolve_extends(parent_path, seen + (path,)), data)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    """Apply `a.b.c=value` strings; values parse as YAML (`[96,96]`, `3`, `null`)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = str(item).partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override {item!r}: expected KEY=VALUE with a dotted key")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise RecipeError(f"override {item!r}: value is not valid YAML") from None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"override {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_recipe(path_or_name, overrides=()) -> Recipe:
+    """Load a recipe by path or shipped stem, apply `extends` and dotted overrides, validate."""
+    if isinstance(path_or_name, Recipe):
+        data, name = path_or_name.to_dict(), path_or_name.name
+    elif isinstance(path_or_name, dict):
+        data, name = copy.deepcopy(path_or_name), "recipe"
+    else:
+        path = find_recipe(path_or_name)
+        data, name = _resolve_extends(path), path.stem
+    data.setdefault("name", name)
+    return from_dict(apply_overrides(data, overrides))
+
+
+def from_dict(data: dict) -> Recipe:
+    data = dict(data)
+    model = data.get("model")
+    if isinstance(model, str):
+        model = {"name": model}
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise RecipeError("model.name: required, the name of a registered model")
+    model = dict(model)
+    data["model"] = {"name": model.pop("name"), "params": model}
+    recipe = _build(Recipe, data, "")
+    _check(recipe)
+    return recipe
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _describe(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+            dict: "a mapping"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(tp, value, path):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise RecipeError(f"{path}: expected a mapping, got {value!r}")
+        return _build(tp, value, path + ".")
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, path)
+            except RecipeError:
+                pass
+        raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        if any(a == value and type(a) is type(value) for a in typing.get_args(tp)):
+            return value
+        raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        return [_convert(typing.get_args(tp)[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (bool, str, dict) and isinstance(value, tp):
+        return value
+    raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+
+
+def _build(cls, data: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise RecipeError(f"{prefix}{key}: unknown key{hint}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], prefix + f.name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecipeError(f"{prefix}{f.name}: required")
+    return cls(**kwargs)
+
+
+def _positive(path, value, allow_zero=False):
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise RecipeError(f"{path}: expected a {'non-negative' if allow_zero else 'positive'} number, got {value}")
+
+
+def _check(recipe: Recipe):
+    """Impossible values, and model kwargs against the builder's signature."""
+    data, train = recipe.data, recipe.train
+    if len(data.image_size) != 2 or any(s <= 0 for s in data.image_size):
+        raise RecipeError(f"data.image_size: expected two positive integers, got {data.image_size}")
+    for key in ("batch_size", "num_classes", "train_size", "eval_size", "num_frames",
+                "frame_stride", "eval_clips", "max_boxes"):
+        _positive(f"data.{key}", getattr(data, key))
+    if not 0 < data.eval_crop <= 1:
+        raise RecipeError(f"data.eval_crop: expected a fraction in (0, 1], got {data.eval_crop}")
+    _positive("data.augment.crop_padding", data.augment.crop_padding, allow_zero=True)
+    for key in ("crop_scale", "scale_jitter"):
+        rng = getattr(data.augment, key)
+        if rng is not None and (len(rng) != 2 or not 0 < rng[0] <= rng[1]):
+            raise RecipeError(f"data.augment.{key}: expected [min, max] with 0 < min <= max, got {rng}")
+    _positive("train.epochs", train.epochs)
+    _positive("train.steps_per_epoch", train.steps_per_epoch)
+    _positive("train.optimizer.learning_rate", train.optimizer.learning_rate)
+    _positive("train.optimizer.weight_decay", train.optimizer.weight_decay, allow_zero=True)
+    _positive("runtime.steps_per_execution", recipe.runtime.steps_per_execution)
+    if data.source in ("folder", "coco") and not data.path:
+        raise RecipeError(f"data.path: required for data.source={data.source}")
+    if data.source in ("tfds", "synthetic") and not data.name:
+        raise RecipeError(f"data.name: required for data.source={data.source}")
+
+    from zoo.registry import get_entry
+
+    try:
+        entry = get_entry(recipe.model.name)
+    except Exception as err:
+        raise RecipeError(f"model.name: {err}") from None
+    if entry.task != recipe.task:
+        raise RecipeError(f"model.name: {entry.name} is a {entry.task} model, but task is {recipe.task}")
+    for reserved, where in (("num_classes", "data.num_classes"), ("input_shape", "data.image_size")):
+        if reserved in recipe.model.params:
+            raise RecipeError(f"model.{reserved}: set {where} instead")
+    check_kwargs(entry.builder, recipe.model.params, "model", exclude=("input_shape", "num_classes"))
+
+
+def check_kwargs(fn, kwargs: dict, prefix: str, exclude=()):
+    """Name the first key of `kwargs` that `fn` does not take as a keyword argument."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+               and n not in exclude]
+    for key in kwargs:
+        if key not in allowed:
+            raise RecipeError(f"{prefix}.{key}: unknown key; allowed: {', '.join(allowed) or 'none'}")
