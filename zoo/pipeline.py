@@ -115,12 +115,15 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             self.model.stop_training = True
 
 
-def _steps_per_epoch(recipe, dataset) -> int:
+def _steps_per_epoch(recipe, dataset, info) -> int:
     if recipe.train.steps_per_epoch:
         return recipe.train.steps_per_epoch
     steps = int(dataset.cardinality())
-    if steps <= 0:
-        raise DataError("the training split is empty or of unknown size; set train.steps_per_epoch")
+    if steps == 0:
+        raise DataError(f"the training split has {info.num_examples} examples, fewer than one batch "
+                        f"(data.batch_size={recipe.data.batch_size})")
+    if steps < 0:
+        raise DataError("the training split is of unknown size; set train.steps_per_epoch")
     return steps
 
 
@@ -150,7 +153,7 @@ def train(recipe, output_dir=None, resume: bool = False) -> Run:
     eval_split.info = info
     train_ds = task.make_dataset(train_split, recipe, True, _should_cache(recipe, task, train_split))
     eval_ds = task.make_dataset(eval_split, recipe, False, _should_cache(recipe, task, eval_split))
-    steps = _steps_per_epoch(recipe, train_ds)
+    steps = _steps_per_epoch(recipe, train_ds, info)
 
     with strategy.scope():
         model = create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)

@@ -54,8 +54,10 @@ def make_strategy(name: str):
 
     if name == "none":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+    if name == "mirrored":  # every GPU; without GPUs, every logical CPU device
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":  # cluster from the TF_CONFIG environment variable
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":

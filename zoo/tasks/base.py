@@ -1,11 +1,23 @@
 """The task interface the pipeline talks to; the pipeline itself knows no task by name."""
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from zoo.data import DatasetInfo, Split
 
 TASKS: dict[str, "Task"] = {}
+
+
+def predict_dataset(model, dataset):
+    """(scores, targets) as NumPy over a batched (inputs, targets) dataset.
+
+    `model.predict` (not a Python loop of `predict_on_batch`) so distribution strategies
+    split each batch across replicas correctly.
+    """
+    scores = model.predict(dataset.map(lambda inputs, targets: inputs), verbose=0)
+    targets = [t for t in dataset.map(lambda inputs, targets: targets).as_numpy_iterator()]
+    return scores, np.concatenate(targets)
 
 
 def register_task(cls):

@@ -11,7 +11,7 @@ from zoo.data import (IMAGE_EXTENSIONS, DatasetInfo, Split, decode_image, drop_b
                       image_diagnosis)
 from zoo.data.augment import augment_image
 from zoo.errors import DataError
-from zoo.tasks.base import Task, register_task
+from zoo.tasks.base import Task, predict_dataset, register_task
 
 
 def to_rgb(image):
@@ -142,15 +142,6 @@ def read_image(path) -> tf.Tensor:
 def top_k_text(probs, class_names, k=5) -> str:
     order = np.argsort(probs)[::-1][:k]
     return ", ".join(f"{class_names[i]} {probs[i]:.3f}" for i in order)
-
-
-def predict_dataset(model, dataset):
-    """All scores and targets of a batched (inputs, targets) dataset."""
-    scores, targets = [], []
-    for inputs, target in dataset:
-        scores.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
-        targets.append(np.asarray(target))
-    return np.concatenate(scores), np.concatenate(targets)
 
 
 def classification_metrics(scores, labels, num_classes) -> dict:
