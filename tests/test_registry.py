@@ -31,3 +31,25 @@ def test_unknown_model_suggests_close_names():
 def test_pretrained_without_weights_is_a_clear_error():
     with pytest.raises(ZooError, match="no pretrained"):
         zoo.create_model("resnet20", pretrained="no-such-tag")
+
+
+def test_docs_models_table_lists_every_model():
+    from pathlib import Path
+
+    table = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    missing = [name for name in zoo.list_models() if f"| `{name}` |" not in table]
+    assert not missing, f"run `python docs/generate_models.py`; missing: {missing}"
+
+
+def test_docs_recipes_lists_every_key():
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from zoo import recipe
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
+    for cls in (recipe.DataConfig, recipe.AugmentConfig, recipe.TrainConfig, recipe.OptimizerConfig,
+                recipe.ScheduleConfig, recipe.RuntimeConfig):
+        for f in dataclasses.fields(cls):
+            assert re.search(rf"`([\w.]+\.)?{f.name}(\.\w+)?`", text), f"docs/recipes.md lacks {cls.__name__}.{f.name}"

@@ -1,0 +1,80 @@
+"""Regenerate docs/models.md from the registry: `python docs/generate_models.py`.
+
+Builds every registered model once at its default input shape to count parameters, then
+lists every pretrained weight of the weights table (zoo/weights_table.py; docs/weights.md).
+"""
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.registry import get_entry  # noqa: E402
+from zoo.weights import KERAS_APPLICATIONS, format_metrics, format_shape, pretrained_specs  # noqa: E402
+
+HEADER = """# Models
+
+Generated from the registry by `python docs/generate_models.py`; do not edit by hand.
+Parameters are counted at the default input shape with the builder's default `num_classes`
+(BatchNorm moving statistics included, as Keras counts them). Every model takes raw pixels
+(0..255) and normalizes them itself.
+
+| name | task | params | input | pretrained | source |
+| --- | --- | ---: | --- | --- | --- |
+"""
+
+
+WEIGHTS_HEADER = """
+## Pretrained weights
+
+`zoo.create_model(name, pretrained=True | "<tag>")`; `zoo list --pretrained`; how they are
+cached, checked and added: [weights.md](weights.md). Metrics are on the dataset's evaluation
+split. "zoo": measured by `benchmarks/make_pretrained.py` and re-measured by the test suite
+(tests/test_weights.py) within the stated tolerance; "keras": as published by Keras
+Applications, not re-measured here.
+
+| weight | task | dataset | input | classes | metrics | measured by | recipe | file | checksum |
+| --- | --- | --- | --- | ---: | --- | --- | --- | --- | --- |
+"""
+
+
+def checksum(weight_file):
+    if weight_file.sha256:
+        return f"sha256 `{weight_file.sha256[:12]}…`"
+    if weight_file.md5:
+        return f"md5 `{weight_file.md5}`"
+    return "none published"
+
+
+def weights_rows():
+    rows = []
+    for spec in pretrained_specs():
+        keras_app = spec.format == KERAS_APPLICATIONS
+        location = f"[{spec.file.name}]({spec.file.url})" if spec.file.url else f"`zoo/assets/weights/{spec.file.name}`"
+        if keras_app:
+            location += f" (+ [notop]({spec.notop.url}))"
+        measured = "keras" if keras_app else f"zoo (± {spec.tolerance:g})"
+        recipe = f"`{spec.recipe}`" if spec.recipe else "—"
+        rows.append(f"| `{spec.name}` | {get_entry(spec.model).task} | {spec.dataset} | "
+                    f"{format_shape(spec.input_size)} | {spec.num_classes} | {format_metrics(spec.metrics)} | "
+                    f"{measured} | {recipe} | {location} | {checksum(spec.file)} |")
+    return rows
+
+
+def main():
+    rows = []
+    for name in zoo.list_models():
+        entry = get_entry(name)
+        model = zoo.create_model(name)
+        shape = "x".join(map(str, entry.input_shape))
+        tags = ", ".join(entry.pretrained) or "—"
+        rows.append(f"| `{name}` | {entry.task} | {model.count_params():,} | {shape} | {tags} | {entry.source} |")
+        keras.backend.clear_session()
+    text = HEADER + "\n".join(rows) + "\n" + WEIGHTS_HEADER + "\n".join(weights_rows()) + "\n"
+    Path(__file__).with_name("models.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
