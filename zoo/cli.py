@@ -43,7 +43,13 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_list(args):
     from zoo.registry import get_entry, list_models
 
-    names = list_models(args.pattern, task=args.task, pretrained=args.pretrained)
+    if args.pretrained:  # one line per weight: dataset, input size, measured metric
+        from zoo.weights import pretrained_lines
+
+        for line in pretrained_lines(args.pattern, task=args.task):
+            print(line)
+        return
+    names = list_models(args.pattern, task=args.task)
     for name in names:
         entry = get_entry(name)
         shape = "x".join(map(str, entry.input_shape))

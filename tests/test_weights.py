@@ -1,0 +1,331 @@
+"""Pretrained weights: the zoo's promise (checksums, re-measured metrics), the download cache,
+offline mode, head replacement, and Keras Applications' ImageNet files loaded by layer name.
+
+No network: downloads use file:// URLs to files made here; the Keras Applications tests serve a
+Keras-Applications-style .h5 written from a keras.applications model built with weights=None.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import urllib.request
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo import weights
+from zoo.cli import main as cli_main
+from zoo.errors import ZooError
+from zoo.registry import get_entry
+from zoo.weights import WeightFile, WeightsSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = [spec for name in zoo.list_models(pretrained=True)
+           for spec in get_entry(name).pretrained.values() if spec.file.url is None]
+
+
+def images(shape, n=2, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, *shape)).astype("float32")
+
+
+def run(model, x):
+    """Eager inference (no tf.function tracing: faster than predict for one small batch)."""
+    return keras.tree.map_structure(np.asarray, model(x, training=False))
+
+
+def perturb(model, seed=0):
+    """Weights off their initial values (BN statistics included), so comparisons bite."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        w = v.numpy()
+        if "variance" in v.path:
+            w = w * rng.uniform(0.5, 2.0, w.shape)
+        else:
+            w = w * rng.uniform(0.9, 1.1, w.shape) + (0.05 * rng.normal(size=w.shape) if w.ndim == 1 else 0)
+        v.assign(w.astype(v.dtype))
+
+
+@pytest.fixture(autouse=True)
+def zoo_home(tmp_path, monkeypatch):
+    """A private, empty cache; Keras' own cache isolated too; online."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo_home"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    return tmp_path / "zoo_home"
+
+
+# ------------------------------------------------------------------ the shipped weights
+
+
+def test_the_table_is_attached_and_listed():
+    assert "digits_cnn.digits" in zoo.list_pretrained()
+    assert zoo.list_pretrained("digits*") == ["digits_cnn.digits"]
+    assert {"resnet50.imagenet", "mobilenet_v3_small.imagenet"} <= set(zoo.list_pretrained())
+    assert get_entry("digits_cnn").default_tag == "digits"
+    assert "digits_cnn" in zoo.list_models(pretrained=True)
+
+
+def test_every_package_file_has_a_table_row():
+    files = {spec.file.name for spec in SHIPPED}
+    on_disk = {p.name for p in weights.ASSETS_DIR.glob("*.weights.h5")}
+    assert on_disk == files, "a file in zoo/assets/weights/ without a row, or a row without its file"
+
+
+@pytest.mark.parametrize("spec", SHIPPED, ids=lambda s: s.name)
+def test_shipped_weight_checksum_and_load(spec):
+    path = weights.ASSETS_DIR / spec.file.name
+    assert weights.file_sha256(path) == spec.file.sha256
+    assert path.stat().st_size < 5_000_000, "package weights stay small"
+    model = zoo.create_model(spec.model, pretrained=spec.tag)
+    assert model.output_shape[-1] == spec.num_classes or get_entry(spec.model).task == "detection"
+    assert spec.recipe and spec.metrics, "every shipped weight has a recipe and a measured metric"
+
+
+@pytest.mark.parametrize("spec", SHIPPED, ids=lambda s: s.name)
+def test_shipped_weight_reproduces_its_published_metric(spec):
+    """The zoo's promise: re-evaluating the weight with its recipe gives the table's metric."""
+    default = get_entry(spec.model).default_tag == spec.tag
+    measured = zoo.evaluate(spec.recipe, weights="pretrained" if default else spec.tag)
+    for name, published in spec.metrics.items():
+        assert measured[name] == pytest.approx(published, abs=spec.tolerance), name
+
+
+def test_cli_lists_weights_with_dataset_input_and_metric(capsys):
+    assert cli_main(["list", "digits*", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    (line,) = out.splitlines()
+    assert line.startswith("digits_cnn.digits") and "8x8x3" in line and "accuracy 0.99" in line
+    assert "digits" in line.split("classes", 1)[1]
+
+
+def test_docs_list_every_weight():
+    table = (ROOT / "docs" / "models.md").read_text()
+    missing = [name for name in zoo.list_pretrained() if f"| `{name}` |" not in table]
+    assert not missing, f"run `python docs/generate_models.py`: {missing}"
+
+
+# ---------------------------------------------------------------------- head replacement
+
+
+def test_other_num_classes_keeps_the_backbone_and_builds_a_fresh_head():
+    pretrained = zoo.create_model("digits_cnn", pretrained=True)
+    with pytest.warns(UserWarning, match="predictions_dense start fresh"):
+        tuned = zoo.create_model("digits_cnn", pretrained=True, num_classes=3)
+    for name in ("conv1_relu", "conv2_relu"):
+        for a, b in zip(tuned.get_layer(name).get_weights(), pretrained.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert tuned.get_layer("predictions_dense").kernel.shape == (256, 3)
+    features = zoo.create_model("digits_cnn", pretrained="digits", features_only=True)
+    np.testing.assert_array_equal(features.get_layer("conv2_relu").get_weights()[0],
+                                  pretrained.get_layer("conv2_relu").get_weights()[0])
+
+
+def test_weights_that_do_not_fit_are_a_one_line_error():
+    with pytest.raises(ZooError, match=r"input 8x8x3\) do not fit .* 16x16x3: layer 'predictions_dense'") as err:
+        zoo.create_model("digits_cnn", pretrained=True, input_shape=(16, 16, 3))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ZooError, match=r"no pretrained tag or file 'nope' \(tags: digits\)"):
+        zoo.create_model("digits_cnn", pretrained="nope")
+    with pytest.raises(ZooError, match="weights file not found"):
+        zoo.create_model("digits_cnn", pretrained="/no/such/file.weights.h5")
+
+
+def test_local_files_load_and_replace_heads(tmp_path):
+    pretrained = zoo.create_model("digits_cnn", pretrained=True)
+    x = images((8, 8, 3))
+    pretrained.save(tmp_path / "m.keras")
+    pretrained.save_weights(tmp_path / "m.weights.h5")
+    for path in (tmp_path / "m.keras", tmp_path / "m.weights.h5", str(tmp_path / "m.weights.h5")):
+        model = zoo.create_model("digits_cnn", pretrained=path)
+        np.testing.assert_allclose(model.predict(x, verbose=0), pretrained.predict(x, verbose=0), rtol=1e-6)
+    with pytest.warns(UserWarning, match="start fresh"):
+        tuned = zoo.create_model("digits_cnn", pretrained=tmp_path / "m.weights.h5", num_classes=4)
+    np.testing.assert_array_equal(tuned.get_layer("conv1_relu").get_weights()[0],
+                                  pretrained.get_layer("conv1_relu").get_weights()[0])
+
+
+# ------------------------------------------------------------------- download and cache
+
+
+@pytest.fixture
+def remote(tmp_path, monkeypatch):
+    """A digits_cnn weight served at a file:// URL, registered as tag "remote"; counts downloads."""
+    model = zoo.create_model("digits_cnn")
+    perturb(model, seed=1)
+    path = tmp_path / "server" / "digits_cnn.remote.weights.h5"
+    path.parent.mkdir()
+    model.save_weights(path)
+    spec = WeightsSpec(model="digits_cnn", tag="remote",
+                       file=WeightFile(path.name, path.as_uri(), sha256=weights.file_sha256(path)),
+                       dataset="test", input_size=(8, 8, 3), num_classes=10, preprocessing="raw pixels")
+    monkeypatch.setitem(get_entry("digits_cnn").pretrained, "remote", spec)
+    calls = []
+    real = urllib.request.urlopen
+
+    def counting_urlopen(url, *args, **kwargs):
+        calls.append(url)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", counting_urlopen)
+    return model, spec, path, calls
+
+
+def test_download_is_cached_once_and_verified(remote, zoo_home):
+    model, spec, _, calls = remote
+    first = zoo.create_model("digits_cnn", pretrained="remote")
+    cached = zoo_home / "weights" / spec.file.name
+    assert cached.is_file() and len(calls) == 1
+    assert not [p for p in cached.parent.iterdir() if p.name != cached.name], "no temporary files left"
+    second = zoo.create_model("digits_cnn", pretrained="remote")
+    assert len(calls) == 1, "the second call uses the cache"
+    for a, b, c in zip(first.get_weights(), second.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)
+
+
+def test_tampered_cache_is_refused_and_removed(remote, zoo_home):
+    _, spec, _, calls = remote
+    zoo.create_model("digits_cnn", pretrained="remote")
+    cached = zoo_home / "weights" / spec.file.name
+    with open(cached, "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"tampered")
+    with pytest.raises(ZooError, match=f"checksum mismatch: cached {cached} has sha256 [0-9a-f]+, expected") as err:
+        zoo.create_model("digits_cnn", pretrained="remote")
+    assert "\n" not in str(err.value)
+    assert not cached.exists()
+    zoo.create_model("digits_cnn", pretrained="remote")  # downloads it again
+    assert len(calls) == 2 and weights.file_sha256(cached) == spec.file.sha256
+
+
+def test_download_with_a_wrong_checksum_is_refused(remote, zoo_home, monkeypatch):
+    _, spec, _, _ = remote
+    bad = dataclasses.replace(spec, file=dataclasses.replace(spec.file, sha256="0" * 64))
+    monkeypatch.setitem(get_entry("digits_cnn").pretrained, "remote", bad)
+    with pytest.raises(ZooError, match="checksum mismatch for file://.*expected 0000.*the download was removed"):
+        zoo.create_model("digits_cnn", pretrained="remote")
+    assert not list((zoo_home / "weights").iterdir()), "neither the file nor a temporary file stays"
+
+
+def test_offline_mode_names_the_missing_file(remote, zoo_home, monkeypatch):
+    _, spec, _, calls = remote
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    expected = zoo_home / "weights" / spec.file.name
+    with pytest.raises(ZooError, match=f"ZOO_OFFLINE=1 .*missing {expected} ") as err:
+        zoo.create_model("digits_cnn", pretrained="remote")
+    assert "\n" not in str(err.value) and not calls
+    monkeypatch.delenv("ZOO_OFFLINE")
+    zoo.create_model("digits_cnn", pretrained="remote")
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    zoo.create_model("digits_cnn", pretrained="remote")  # cached: fine offline
+    assert len(calls) == 1
+
+
+def test_unreachable_url_is_a_one_line_error(remote, monkeypatch, tmp_path):
+    _, spec, _, _ = remote
+    gone = dataclasses.replace(spec, file=dataclasses.replace(spec.file, url=(tmp_path / "nowhere.h5").as_uri()))
+    monkeypatch.setitem(get_entry("digits_cnn").pretrained, "remote", gone)
+    with pytest.raises(ZooError, match="cannot download file://.*nowhere.h5") as err:
+        zoo.create_model("digits_cnn", pretrained="remote")
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------- Keras Applications ImageNet files, by name
+
+
+def save_keras_applications_h5(model, path):
+    """Write `model`'s weights as Keras Applications' legacy .h5 files are laid out."""
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.x"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            variables = layer.trainable_weights + layer.non_trainable_weights  # Keras' legacy order
+            names = [f"{v.path}:0" for v in variables]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, v in zip(names, variables):
+                group.create_dataset(name, data=v.numpy())
+    return path
+
+
+def serve(monkeypatch, model_name, full=None, notop=None, tmp_path=None):
+    """Point `model_name`'s "imagenet" row at file:// copies (md5-checked, as Keras publishes)."""
+    spec = get_entry(model_name).pretrained["imagenet"]
+
+    def as_file(path):
+        return WeightFile(path.name, path.as_uri(), md5=hashlib.md5(path.read_bytes()).hexdigest())
+
+    spec = dataclasses.replace(spec, file=as_file(full) if full else spec.file,
+                               notop=as_file(notop) if notop else spec.notop)
+    monkeypatch.setitem(get_entry(model_name).pretrained, "imagenet", spec)
+    return spec
+
+
+def test_imagenet_weights_load_by_name_into_mobilenet_v3_small(tmp_path, monkeypatch):
+    shape = (64, 64, 3)
+    reference = keras.applications.MobileNetV3Small(input_shape=shape, weights=None)
+    perturb(reference)
+    reference_notop = keras.applications.MobileNetV3Small(input_shape=shape, weights=None, include_top=False)
+    for layer in reference_notop.layers:
+        if layer.weights:
+            layer.set_weights(reference.get_layer(layer.name).get_weights())
+    serve(monkeypatch, "mobilenet_v3_small",
+          full=save_keras_applications_h5(reference, tmp_path / "weights_mobilenet_v3_small_224_1.0_float.h5"),
+          notop=save_keras_applications_h5(reference_notop, tmp_path / "weights_mobilenet_v3_small_notop.h5"))
+    x = images(shape)
+
+    # 1000-class head: the full file ("logits" 1x1 conv -> our "predictions_dense"); same function.
+    model = zoo.create_model("mobilenet_v3_small", input_shape=shape, pretrained="imagenet")
+    np.testing.assert_allclose(run(model, x), run(reference, x), rtol=1e-4, atol=1e-6)
+
+    # features_only (detector backbones): the notop file; P5 = Keras' include_top=False output.
+    features = zoo.create_model("mobilenet_v3_small", input_shape=shape, features_only=True, pretrained="imagenet")
+    expected = run(reference_notop, x)
+    np.testing.assert_allclose(run(features, x)["P5"], expected, rtol=1e-4, atol=1e-4)
+
+    # An encoder built elsewhere (U-Net, CNN+LSTM): load_encoder_weights, the same weights.
+    encoder = zoo.create_model("mobilenet_v3_small", input_shape=shape, features_only=True)
+    assert weights.load_encoder_weights(encoder, "mobilenet_v3_small", "imagenet") is encoder
+    np.testing.assert_allclose(run(encoder, x)["P5"], expected, rtol=1e-4, atol=1e-4)
+
+    # Fine-tuning head: every other layer (conv_2 of Keras' top included) keeps its weights.
+    with pytest.warns(UserWarning, match="predictions_dense start fresh"):
+        tuned = zoo.create_model("mobilenet_v3_small", input_shape=shape, num_classes=5, pretrained="imagenet")
+    for name in ("conv", "expanded_conv_10_project", "conv_1_bn", "conv_2"):
+        for a, b in zip(tuned.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert tuned.get_layer("predictions_dense").kernel.shape == (1024, 5)
+
+
+def test_efficientnet_imagenet_normalization_is_squared(tmp_path, monkeypatch):
+    """Keras stores the ImageNet std as the Normalization variance (and rescales by 1/sqrt(std)
+    only when built with weights="imagenet"): the zoo's backbone must compute (x/255 - mean)/std."""
+    shape = (32, 32, 3)
+    reference = keras.applications.EfficientNetB0(input_shape=shape, weights=None, include_top=False)
+    perturb(reference)
+    norm = next(layer for layer in reference.layers if isinstance(layer, keras.layers.Normalization))
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    norm.set_weights([mean.astype("float32"), std.astype("float32"), norm.get_weights()[2]])
+    serve(monkeypatch, "efficientnet_b0", notop=save_keras_applications_h5(reference, tmp_path / "effb0_notop.h5"))
+    features = zoo.create_model("efficientnet_b0", input_shape=shape, features_only=True, pretrained="imagenet")
+    ours = next(layer for layer in features.layers if isinstance(layer, keras.layers.Normalization))
+    x = images(shape)
+    normalized = run(keras.Model(features.input, ours.output), x)
+    np.testing.assert_allclose(normalized, (x / 255.0 - mean) / std, rtol=1e-4, atol=1e-4)
+    # The rest of the backbone: Keras' own graph with the corrected variance gives the same P5.
+    norm.set_weights([mean.astype("float32"), np.square(std).astype("float32"), norm.get_weights()[2]])
+    norm.finalize_state()
+    np.testing.assert_allclose(run(features, x)["P5"], run(reference, x),
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_imagenet_weights_of_the_wrong_architecture_are_refused(tmp_path, monkeypatch):
+    other = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, include_top=False)
+    serve(monkeypatch, "mobilenet_v2", notop=save_keras_applications_h5(other, tmp_path / "wrong.h5"))
+    with pytest.raises(ZooError, match="weights mobilenet_v2.imagenet .*wrong.h5.*layer") as err:
+        zoo.create_model("mobilenet_v2", input_shape=(32, 32, 3), features_only=True, pretrained="imagenet")
+    assert "\n" not in str(err.value)
