@@ -38,7 +38,11 @@ def save_curves(history_csv: Path, path: Path):
     """One panel per quantity of a run's history.csv (`x` and `val_x` together)."""
     with open(history_csv) as f:
         rows = list(csv.DictReader(f))
-    history = {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
+    history = {}
+    for key in (rows[0] if rows else {}):
+        values = [float(r[key]) for r in rows if r[key] not in ("", "NA")]
+        if key != "epoch" and values:
+            history[key] = values
     names = [k for k in history if not k.startswith("val_") and k not in ("learning_rate", "epoch_seconds")]
     if not names or not history[names[0]]:
         return
