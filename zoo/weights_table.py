@@ -41,6 +41,21 @@ ZOO_WEIGHTS = [
         "model_kwargs": {},
         "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
     },
+    {
+        "model": "cnn_lstm",
+        "tag": "moving_shapes",
+        "file": "cnn_lstm.moving_shapes.weights.h5",
+        "sha256": "42811d439d26ac9bfc0a42bf355278e7317b1e44edbd14819d0eedf6419e3139",
+        "dataset": "synthetic:moving_shapes (left/right motion), test split, 500 clips",
+        "input_size": (8, 64, 64, 3),
+        "num_classes": 2,
+        "preprocessing": "raw RGB pixels 0..255; the model normalizes them itself",
+        "metrics": {"accuracy": 1.0},
+        "tolerance": 0.01,
+        "recipe": "moving_shapes_cnn_lstm",
+        "model_kwargs": {},
+        "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
+    },
 ]
 
 # ImageNet-1k weights of Keras Applications, loaded by layer name into the zoo's wrappers
