@@ -23,6 +23,7 @@ from zoo.data import load_split
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model
 from zoo.optim import build_optimizer
+from zoo.plots import save_curves
 from zoo.recipe import Recipe, load_recipe
 from zoo.tasks import get_task
 
@@ -85,22 +86,29 @@ def data_errors(*splits):
         raise
 
 
-class EpochSummary(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, then one summary line per epoch: time, losses, metrics, lr."""
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to the epoch's logs (so to history.csv), before other callbacks."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        super().on_epoch_begin(epoch, logs)
         self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.start
+
+
+class EpochSummary(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, then one summary line per epoch: losses, metrics, lr, time."""
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if not self.verbose:
             return
-        parts = [f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate"]
+        logs = dict(logs or {})
+        seconds = logs.pop("epoch_seconds", 0.0)
+        parts = [f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"]
         lr = self.model.optimizer.learning_rate
         parts.append(f"lr {float(keras.ops.convert_to_numpy(lr)):.3g}")
-        print(f"epoch {epoch + 1}/{self.epochs} - {time.perf_counter() - self.start:.1f}s - "
-              + " - ".join(parts), flush=True)
+        print(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - " + " - ".join(parts), flush=True)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
@@ -166,6 +174,7 @@ def train(recipe, output_dir=None, resume: bool = False) -> Run:
     write_atomic(out / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
     nan_guard = StopOnNaN()
     callbacks = [
+        EpochTimer(),
         keras.callbacks.BackupAndRestore(str(out / "checkpoints"), delete_checkpoint=False,
                                          double_checkpoint=True),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
@@ -186,8 +195,9 @@ def train(recipe, output_dir=None, resume: bool = False) -> Run:
                        f"lower train.optimizer.learning_rate (checkpoints of the last good epoch "
                        f"are in {out / 'checkpoints'})")
     save_model_atomic(model, out / "model.keras")
+    save_curves(out / "history.csv", out / "curves.png")
     with data_errors(eval_split):
-        metrics = task.evaluate(model, eval_ds, info)
+        metrics = task.evaluate(model, task.make_eval_dataset(eval_split, recipe, eval_ds), info)
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     print("metrics: " + json.dumps(metrics), flush=True)
     return Run(out, model, metrics, history.history)
@@ -213,6 +223,7 @@ def evaluate(recipe, weights=None, output_dir=None) -> dict:
     split = load_split(recipe, task, recipe.data.eval_split)
     info = _with_num_classes(recipe, split.info)
     dataset = task.make_dataset(split, recipe, False, cache=False)
+    dataset = task.make_eval_dataset(split, recipe, dataset)
     with strategy.scope():
         if weights is None:
             print("warning: no --weights given; evaluating randomly initialized weights", flush=True)

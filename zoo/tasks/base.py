@@ -64,6 +64,14 @@ class Task:
         dataset = self.batch(dataset, recipe.data.batch_size, training)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
+    def make_eval_dataset(self, split: Split, recipe, validation_dataset):
+        """The batched dataset `evaluate` reads; default: the validation dataset itself.
+
+        Override when evaluation needs more than the loss targets (detection: ground truth in
+        original-image pixels and the image sizes, which the anchor targets no longer hold).
+        """
+        return validation_dataset
+
     def example_bytes(self, recipe) -> int:
         """Approximate memory of one decoded example, for the cache decision."""
         height, width = recipe.data.image_size

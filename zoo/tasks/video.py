@@ -26,15 +26,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from zoo.data import DatasetInfo, Split, decode_image, find_bad_image
 from zoo.data.augment import augment_image
 from zoo.errors import DataError
-from zoo.tasks.base import Task, predict_dataset, register_task
-from zoo.tasks.classification import (SmoothedSparseCrossentropy, class_folders,
+from zoo.tasks.base import predict_dataset, register_task
+from zoo.tasks.classification import (Classification, class_folders,
                                       classification_metrics, is_image_file, list_class_files,
                                       to_rgb, top_k_text)
 
@@ -225,7 +224,9 @@ def load_folder(data, task, split: str) -> Split:
 
 
 @register_task
-class Video(Task):
+class Video(Classification):
+    """Clip classification; the loss and metrics are image classification's."""
+
     name = "video"
     sources = {"folder": load_folder}
     input_key = "video"
@@ -267,17 +268,6 @@ class Video(Task):
     def model_args(self, recipe, info):
         return {"num_classes": info.num_classes,
                 "input_shape": (recipe.data.num_frames, *recipe.data.image_size, 3)}
-
-    def loss(self, info, label_smoothing: float = 0.0):
-        if label_smoothing:
-            return SmoothedSparseCrossentropy(label_smoothing, info.num_classes)
-        return keras.losses.SparseCategoricalCrossentropy()
-
-    def metrics(self, info):
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        if info.num_classes > 5:
-            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
-        return metrics
 
     def evaluate(self, model, dataset, info):
         """Clip `accuracy` (+ `top5_accuracy`); with several clips per video (rank-6 inputs from
