@@ -56,6 +56,22 @@ ZOO_WEIGHTS = [
         "model_kwargs": {},
         "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
     },
+    {
+        "model": "unet_small",
+        "tag": "shapes",
+        "file": "unet_small.shapes.weights.h5",
+        "sha256": "ed8917590141ac0f019876922f5a9c5f770812a39a4104c47d14a572894f5035",
+        "dataset": "synthetic:shapes_segmentation, test split, 500 images",
+        "input_size": (64, 64, 3),
+        "num_classes": 4,
+        "preprocessing": "raw RGB pixels 0..255; the model normalizes them itself",
+        "metrics": {"mIoU": 0.8872, "pixel_accuracy": 0.987, "iou/background": 0.9929,
+                    "iou/circle": 0.9187, "iou/square": 0.8384, "iou/triangle": 0.7987},
+        "tolerance": 0.01,
+        "recipe": "shapes_unet",
+        "model_kwargs": {},
+        "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
+    },
 ]
 
 # ImageNet-1k weights of Keras Applications, loaded by layer name into the zoo's wrappers
