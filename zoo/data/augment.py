@@ -5,6 +5,8 @@ import tensorflow as tf
 
 
 def resize(image, size, method="bilinear"):
+    if isinstance(size, (list, tuple)) and tuple(image.shape[-3:-1]) == tuple(size):  # already right
+        return image
     return tf.image.resize(image, size, method=method)
 
 
@@ -18,12 +20,18 @@ def center_crop_resize(image, size, fraction: float):
     return resize(image, size)
 
 
-def random_resized_crop(image, size, scale):
-    """Inception-style crop: random area fraction in `scale`, aspect ratio in [3/4, 4/3]."""
+def random_crop_window(image, scale):
+    """(begin, size) of an Inception-style crop: area fraction in `scale`, aspect 3/4..4/3."""
     begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), min_object_covered=0.0,
         aspect_ratio_range=(3 / 4, 4 / 3), area_range=tuple(scale), max_attempts=10,
         use_image_if_no_bounding_boxes=True)
+    return begin, crop_size
+
+
+def random_resized_crop(image, size, scale):
+    """Inception-style random crop, resized to `size`."""
+    begin, crop_size = random_crop_window(image, scale)
     return resize(tf.slice(image, begin, crop_size), size)
 
 
@@ -104,10 +112,7 @@ def random_flip_image_and_mask(image, mask):
 
 def random_resized_crop_image_and_mask(image, mask, size, scale):
     """Inception-style crop (area fraction in `scale`, aspect 3/4..4/3) of both, resized to `size`."""
-    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), min_object_covered=0.0,
-        aspect_ratio_range=(3 / 4, 4 / 3), area_range=tuple(scale), max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
+    begin, crop_size = random_crop_window(image, scale)
     image = tf.slice(image, begin, crop_size)
     mask = tf.slice(mask, begin[:2], crop_size[:2])
     return resize_image_and_mask(image, mask, size)
