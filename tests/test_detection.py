@@ -110,6 +110,37 @@ def test_nms_is_per_class_padded_and_fixed_size():
     np.testing.assert_allclose(found["boxes"][0][2], [40, 40, 50, 50], atol=1e-4)
 
 
+def test_box_aware_augmentation_keeps_boxes_on_their_pixels():
+    """Letterbox + flip + scale jitter: every kept box still frames its white rectangle."""
+    from types import SimpleNamespace
+
+    from zoo.tasks.detection import place, to_original_pixels
+
+    image = np.zeros((60, 90, 3), np.uint8)
+    rects = [(5, 10, 25, 40), (30, 50, 55, 85), (40, 2, 58, 20)]  # y0, x0, y1, x1 pixels
+    for y0, x0, y1, x1 in rects:
+        image[y0:y1, x0:x1] = 255
+    boxes = tf.constant([[y0 / 60, x0 / 90, y1 / 60, x1 / 90] for y0, x0, y1, x1 in rects], tf.float32)
+    augment = SimpleNamespace(flip=True, scale_jitter=[0.6, 1.6])
+    tf.random.set_seed(0)
+    kept = 0
+    for _ in range(20):
+        out, pixels, keep = place(tf.constant(image), boxes, (64, 64), True, augment)
+        assert out.shape == (64, 64, 3)
+        for box, k in zip(pixels.numpy(), keep.numpy()):
+            if k:
+                kept += 1
+                y0, x0, y1, x1 = np.round(box).astype(int)
+                inner = out.numpy()[y0 + 1:y1 - 1, x0 + 1:x1 - 1]
+                assert inner.size and inner.mean() > 200  # the box sits on its rectangle
+    assert kept > 20
+    # Evaluation view: plain letterbox (scale 64/90), mapped back exactly.
+    out, pixels, keep = place(tf.constant(image), boxes, (64, 64), False, augment)
+    assert keep.numpy().all() and out.numpy()[43:].max() == 0  # 60 * 64/90 = 42.7 rows, then padding
+    back = to_original_pixels(pixels.numpy(), 60, 90, (64, 64))
+    np.testing.assert_allclose(back, np.array(rects, np.float64), atol=0.01)
+
+
 # ------------------------------------------------------------------------------ losses
 
 
@@ -295,9 +326,12 @@ def test_coco_json_problems_are_one_line_errors(tmp_path):
         broken = {k: v for k, v in data.items() if k != key}
         with pytest.raises(DataError, match=f"missing or not a list: {key}"):
             parse_coco_file(tmp_path, broken)
-    (root / "train" / "img_1.jpg").unlink()
     recipe = tiny("shapes_retinanet", *TINY, "data.source=coco", f"data.path={root}",
-                  "data.name=null", "data.eval_split=train")
+                  "data.name=null", "data.eval_split=train", "data.batch_size=2")
+    (root / "train" / "img_0.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="corrupt image file: .*img_0.png"):
+        zoo.train(recipe, output_dir=tmp_path / "run0")
+    (root / "train" / "img_1.jpg").unlink()
     with pytest.raises(DataError, match="image file not found: .*img_1.jpg"):
         zoo.train(recipe, output_dir=tmp_path / "run")
     from zoo.cli import main
