@@ -9,6 +9,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
+from conftest import perturb
 
 from zoo.models import create_model
 from zoo.models.layers import CAFFE_BGR, IMAGENET_MEAN_STD, SYMMETRIC_UNIT_SCALE, Normalize
@@ -82,18 +83,6 @@ def images(shape, n=2, seed=0):
 
 def trainable_count(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def perturb(model, seed=0):
-    """Move weights off their (often degenerate) initial values so output comparisons bite."""
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        w = v.numpy()
-        if "variance" in v.path:
-            w = w * rng.uniform(0.5, 2.0, w.shape)
-        else:  # 1-D: biases, BatchNorm gamma/beta/moving mean (beta and mean start at 0)
-            w = w * rng.uniform(0.9, 1.1, w.shape) + (0.05 * rng.normal(size=w.shape) if w.ndim == 1 else 0)
-        v.assign(w.astype(v.dtype))
 
 
 _CACHE = {}

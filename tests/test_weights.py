@@ -15,6 +15,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from conftest import perturb
 
 import zoo
 from zoo import weights
@@ -35,18 +36,6 @@ def images(shape, n=2, seed=0):
 def run(model, x):
     """Eager inference (no tf.function tracing: faster than predict for one small batch)."""
     return keras.tree.map_structure(np.asarray, model(x, training=False))
-
-
-def perturb(model, seed=0):
-    """Weights off their initial values (BN statistics included), so comparisons bite."""
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        w = v.numpy()
-        if "variance" in v.path:
-            w = w * rng.uniform(0.5, 2.0, w.shape)
-        else:
-            w = w * rng.uniform(0.9, 1.1, w.shape) + (0.05 * rng.normal(size=w.shape) if w.ndim == 1 else 0)
-        v.assign(w.astype(v.dtype))
 
 
 @pytest.fixture(autouse=True)

@@ -113,6 +113,14 @@ def decode_image(path):
     return image
 
 
+def to_rgb(image):
+    """uint8 image with 1, 3 or 4 channels -> 3 channels."""
+    channels = image.shape[-1]
+    if channels == 1:
+        return tf.image.grayscale_to_rgb(image)
+    return image[..., :3] if channels == 4 else image
+
+
 def find_bad_image(paths) -> str | None:
     """The first file that does not decode as an image, or None."""
     for path in paths:

@@ -8,18 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.data import (IMAGE_EXTENSIONS, DatasetInfo, Split, decode_image, drop_bad_images,
-                      image_diagnosis)
+                      image_diagnosis, to_rgb)
 from zoo.data.augment import augment_image
 from zoo.errors import DataError
 from zoo.tasks.base import Task, predict_dataset, register_task
-
-
-def to_rgb(image):
-    """uint8 image with 1, 3 or 4 channels -> 3 channels."""
-    channels = image.shape[-1]
-    if channels == 1:
-        return tf.image.grayscale_to_rgb(image)
-    return image[..., :3] if channels == 4 else image
 
 
 def tfds_label_features(tfds_info):

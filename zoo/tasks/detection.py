@@ -46,7 +46,8 @@ from zoo.data import (DatasetInfo, Split, drop_bad_images, image_diagnosis, load
 from zoo.data import boxes as bx
 from zoo.errors import DataError, RecipeError
 from zoo.tasks.base import Task, register_task
-from zoo.tasks.classification import read_image, to_rgb
+from zoo.data import to_rgb
+from zoo.tasks.classification import read_image
 
 ANCHOR_ARGS = ("min_level", "max_level", "anchor_size", "num_scales", "aspect_ratios")
 MIN_VISIBLE = 0.25  # a cropped box is dropped when less than this fraction of it stays visible

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, decode_image, drop_bad_images, find_bad_image
+from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, decode_image, drop_bad_images, find_bad_image, to_rgb
 from zoo.data.augment import IGNORE_INDEX, augment_image_and_mask, resize
 from zoo.errors import DataError, RecipeError
 from zoo.tasks.base import Task, register_task
@@ -326,13 +326,6 @@ def _tfds_mask_feature(tfds_info):
     return image_key, mask_key
 
 
-def _rgb(image):
-    channels = image.shape[-1]
-    if channels == 1:
-        return tf.image.grayscale_to_rgb(image)
-    return image[..., :3] if channels == 4 else image
-
-
 def pets_trimap_to_classes(trimap):
     """Oxford-IIIT Pet trimap (1 pet, 2 background, 3 border) -> 0 background, 1 pet, 2 border;
     any other value -> 255 (ignore)."""
@@ -415,13 +408,13 @@ class Segmentation(Task):
         image_key, mask_key = _tfds_mask_feature(tfds_info)
         if tfds_info.name == "oxford_iiit_pet":
             def adapt(example):
-                return {"image": _rgb(example[image_key]),
+                return {"image": to_rgb(example[image_key]),
                         "mask": pets_trimap_to_classes(_squeeze_mask(example[mask_key]))}
 
             return adapt, DatasetInfo(3, list(PETS_CLASSES))
 
         def adapt_generic(example):
-            return {"image": _rgb(example[image_key]),
+            return {"image": to_rgb(example[image_key]),
                     "mask": tf.cast(_squeeze_mask(example[mask_key]), tf.uint8)}
 
         # Mask values are class ids as stored; the dataset does not say how many: the recipe must.
