@@ -1,6 +1,6 @@
 """Train a shipped recipe and turn the result into a pretrained weight of the zoo.
 
-    python benchmarks/make_pretrained.py RECIPE --tag TAG [--output DIR] [--dataset TEXT]
+    python benchmarks/make_pretrained.py RECIPE --tag TAG [--output DIR] [--dataset TEXT] [--float16]
     python benchmarks/make_pretrained.py RECIPE --tag TAG --evaluate-only
 
 1. trains the recipe as shipped (zoo.train; the recipe's runtime.seed fixes the run) into
@@ -29,7 +29,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import h5py  # noqa: E402
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
@@ -52,7 +54,7 @@ def describe_dataset(recipe, num_examples) -> str:
     return f"{data.source}{':' + str(where) if where else ''}, {data.eval_split} split, {num_examples} examples"
 
 
-def save_weights_atomic(recipe, model, path: Path):
+def save_weights_atomic(recipe, model, path: Path, float16=False):
     """The model's weights only: copied into a fresh, uncompiled build first, because a
     compiled model's save_weights also writes the optimizer's state (3x the size for Adam)."""
     clean = zoo.create_model(recipe.model.name, **model_args(recipe), **recipe.model.params)
@@ -60,7 +62,35 @@ def save_weights_atomic(recipe, model, path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("tmp-" + path.name)  # still ends in .weights.h5, as Keras requires
     clean.save_weights(tmp)
+    if float16:
+        rewrite_as_float16(tmp)
     os.replace(tmp, path)
+
+
+def rewrite_as_float16(path: Path):
+    """Rewrites a weights file with its float32 arrays stored as float16 (half the size).
+    Keras casts them back to the variables' float32 on load; the metrics in the table are
+    re-measured from the stored file, so they include the rounding."""
+    def copy(src, dst):
+        dst.attrs.update(src.attrs)
+        for key, item in src.items():
+            if isinstance(item, h5py.Group):
+                copy(item, dst.create_group(key))
+            else:
+                data = item[()]
+                dst.create_dataset(key, data=data.astype(np.float16) if data.dtype == np.float32 else data)
+
+    scratch = path.with_name("f16-" + path.name)
+    with h5py.File(path, "r") as src, h5py.File(scratch, "w") as dst:
+        copy(src, dst)
+    os.replace(scratch, path)
+
+
+def stored_as_float16(path: Path) -> bool:
+    dtypes = set()
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, item: dtypes.add(item.dtype) if isinstance(item, h5py.Dataset) else None)
+    return np.float16 in dtypes and np.float32 not in dtypes
 
 
 def main(argv=None) -> int:
@@ -71,6 +101,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", help="dataset description for the table (default: from the recipe)")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="absolute tolerance of the re-measured metrics (default 0.01)")
+    parser.add_argument("--float16", action="store_true",
+                        help="store the weights as float16 (half the file size; the metric is "
+                             "re-measured from the stored file)")
     parser.add_argument("--evaluate-only", action="store_true", help="re-measure the existing file")
     args = parser.parse_args(argv)
 
@@ -80,7 +113,7 @@ def main(argv=None) -> int:
     if not args.evaluate_only:
         output = Path(args.output or Path("runs") / "pretrained" / f"{recipe_name}-{args.tag}")
         run = zoo.train(recipe, output_dir=output)
-        save_weights_atomic(recipe, run.model, path)
+        save_weights_atomic(recipe, run.model, path, float16=args.float16)
         print(f"trained: {run.metrics}; weights: {path} ({path.stat().st_size:,} bytes)")
         keras.backend.clear_session()
     elif not path.is_file():
@@ -88,6 +121,8 @@ def main(argv=None) -> int:
 
     metrics = zoo.evaluate(recipe, weights=path)
     built = model_args(recipe)
+    float16_note = (f" --float16 (stored as float16; {path.stat().st_size / 1e6:.0f} MB)"
+                    if stored_as_float16(path) else "")
     row = {
         "model": recipe.model.name,
         "tag": args.tag,
@@ -101,7 +136,7 @@ def main(argv=None) -> int:
         "tolerance": args.tolerance,
         "recipe": recipe_name,
         "model_kwargs": dict(recipe.model.params),
-        "measured": (f"benchmarks/make_pretrained.py, seed {recipe.runtime.seed}, "
+        "measured": (f"benchmarks/make_pretrained.py{float16_note}, seed {recipe.runtime.seed}, "
                      f"{'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}, "
                      f"Keras {keras.__version__} / TF {tf.__version__}, {datetime.date.today()}"),
     }

@@ -61,7 +61,7 @@ def keras_images_per_second(args) -> float:
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     timer = Timer()
     timer.seconds = []
-    model.fit(data, epochs=args.epochs, callbacks=[timer], verbose=0)
+    model.fit(data, epochs=args.epochs, callbacks=[timer], verbose=0, shuffle=False)
     return len(images) // args.batch_size * args.batch_size / float(np.mean(timer.seconds[1:]))
 
 

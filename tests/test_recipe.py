@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
 import zoo
 from zoo.errors import RecipeError
-from zoo.recipe import shipped_recipes
+from zoo.recipe import RECIPES_DIR, shipped_recipes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("path", shipped_recipes(), ids=lambda p: p.stem)
@@ -18,6 +22,18 @@ def test_recipe_header_states_expected_metric():
     for path in shipped_recipes():
         header = path.read_text().split("\n\n")[0].lower()
         assert "expected" in header or "measured" in header, f"{path.name}: no expected metric"
+
+
+def test_a_wheel_ships_every_package_and_the_recipes():
+    """pyproject lists the packages and maps recipes/ to zoo/recipes, so `pip install .` (not
+    only `pip install -e .`) can train a shipped recipe."""
+    tomllib = pytest.importorskip("tomllib")
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "zoo").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == packages | {"zoo.recipes"}
+    assert setuptools["package-dir"] == {"zoo.recipes": "recipes"}
+    assert setuptools["package-data"]["zoo.recipes"] == ["*/*.yaml"]
+    assert all(len(p.relative_to(RECIPES_DIR).parts) == 2 for p in RECIPES_DIR.rglob("*.yaml"))
 
 
 def test_extends_deep_merges_relative_to_the_file(tmp_path):

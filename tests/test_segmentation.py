@@ -262,9 +262,11 @@ def test_loss_skips_ignore_pixels_and_round_trips():
 
 
 def test_train_shapes_quickstart_short(tmp_path):
+    """240 steps at 32x32 (~20 s). Runs differ (multi-threaded CPU kernels): pixel accuracy
+    measured 0.906-0.914 against an all-background 0.861 (3 epochs gave 0.886-0.901: too close)."""
     recipe = zoo.load_recipe("shapes_unet", overrides=[
         "data.image_size=[32,32]", "data.train_size=768", "data.eval_size=96", "data.batch_size=16",
-        "model.depth=3", "train.epochs=3", "train.verbose=0", "train.optimizer.learning_rate=0.004"])
+        "model.depth=3", "train.epochs=5", "train.verbose=0", "train.optimizer.learning_rate=0.004"])
     run = zoo.train(recipe, output_dir=tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["num_examples"] == 96

@@ -68,7 +68,7 @@ def test_every_package_file_has_a_table_row():
 def test_shipped_weight_checksum_and_load(spec):
     path = weights.ASSETS_DIR / spec.file.name
     assert weights.file_sha256(path) == spec.file.sha256
-    assert path.stat().st_size < 10_000_000, "package weights stay small (< 10 MB each)"
+    assert path.stat().st_size < 25_000_000, "package weights stay small (< 25 MB; float16 if need be)"
     model = zoo.create_model(spec.model, pretrained=spec.tag)
     assert model.output_shape[-1] == spec.num_classes or get_entry(spec.model).task == "detection"
     assert spec.recipe and spec.metrics, "every shipped weight has a recipe and a measured metric"

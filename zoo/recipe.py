@@ -14,7 +14,15 @@ import yaml
 
 from zoo.errors import RecipeError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+def _recipes_dir() -> Path:
+    """zoo/recipes in an installed wheel (pyproject maps recipes/ there), else the checkout's recipes/."""
+    package = Path(__file__).resolve().parent
+    installed = package / "recipes"
+    return installed if installed.is_dir() else package.parent / "recipes"
+
+
+RECIPES_DIR = _recipes_dir()
 
 
 @dataclass

@@ -72,6 +72,24 @@ ZOO_WEIGHTS = [
         "model_kwargs": {},
         "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
     },
+    {
+        "model": "retinanet_small",
+        "tag": "shapes",
+        "file": "retinanet_small.shapes.weights.h5",
+        "sha256": "8fac2df71ee36ab747a62e58b30e09e3bc3e08c9afd14bf5452bd03c1653a09b",
+        "dataset": "synthetic:shapes_detection, test split, 500 images",
+        "input_size": (128, 128, 3),
+        "num_classes": 3,
+        "preprocessing": "raw RGB pixels 0..255; the model normalizes them itself",
+        "metrics": {"mAP": 0.7525, "mAP50": 0.9565, "mAP75": 0.8875, "mAP_small": 0.7409,
+                    "mAP_medium": 0.7949, "AP/circle": 0.8401, "AP/square": 0.7404,
+                    "AP/triangle": 0.6771},
+        "tolerance": 0.01,
+        "recipe": "shapes_retinanet",
+        "model_kwargs": {},
+        "measured": ("benchmarks/make_pretrained.py --float16 (stored as float16; 23 MB), seed 0, "
+                     "CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25"),
+    },
 ]
 
 # ImageNet-1k weights of Keras Applications, loaded by layer name into the zoo's wrappers
