@@ -38,10 +38,12 @@ def test_digits_quickstart_learns_and_writes_the_run_dir(tmp_path):
 
 
 def test_synthetic_shapes_learns(tmp_path):
-    recipe = tiny("shapes_resnet20", "train.epochs=5", "data.train_size=1000", "data.eval_size=200",
+    recipe = tiny("shapes_resnet20", "train.epochs=8", "data.train_size=1000", "data.eval_size=200",
                   "data.image_size=[24, 24]")
     run = zoo.train(recipe, output_dir=tmp_path)
-    assert run.metrics["accuracy"] > 0.27  # 6 classes: chance is 0.17 (measured 0.33)
+    # 6 classes: chance is 0.17. Runs differ (multi-threaded CPU kernels): measured 0.40-0.47
+    # (5 epochs gave 0.25-0.33, too close to a threshold).
+    assert run.metrics["accuracy"] > 0.3
 
 
 def write_image_folder(root, n_per_class=24, size=16, seed=0):

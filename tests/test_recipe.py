@@ -30,9 +30,10 @@ def test_a_wheel_ships_every_package_and_the_recipes():
     tomllib = pytest.importorskip("tomllib")
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "zoo").rglob("__init__.py")}
-    assert set(setuptools["packages"]) == packages | {"zoo.recipes"}
+    recipe_folders = {f"zoo.recipes.{p.parent.name}" for p in RECIPES_DIR.rglob("*.yaml")}
+    assert set(setuptools["packages"]) == packages | recipe_folders
     assert setuptools["package-dir"] == {"zoo.recipes": "recipes"}
-    assert setuptools["package-data"]["zoo.recipes"] == ["*/*.yaml"]
+    assert setuptools["package-data"]["*"] == ["*.yaml"]
     assert all(len(p.relative_to(RECIPES_DIR).parts) == 2 for p in RECIPES_DIR.rglob("*.yaml"))
 
 
