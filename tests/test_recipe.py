@@ -29,7 +29,8 @@ def test_a_wheel_ships_every_package_and_the_recipes():
     only `pip install -e .`) can train a shipped recipe."""
     tomllib = pytest.importorskip("tomllib")
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "zoo").rglob("__init__.py")}
+    packages = {".".join(p.relative_to(ROOT).parts) for p in [ROOT / "zoo", *(ROOT / "zoo").rglob("*")]
+                if p.is_dir() and p.name != "__pycache__"}
     recipe_folders = {f"zoo.recipes.{p.parent.name}" for p in RECIPES_DIR.rglob("*.yaml")}
     assert set(setuptools["packages"]) == packages | recipe_folders
     assert setuptools["package-dir"] == {"zoo.recipes": "recipes"}
