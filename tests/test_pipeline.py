@@ -121,13 +121,6 @@ def test_resume_continues_after_an_interrupted_epoch(tmp_path, monkeypatch):
     assert run.metrics["accuracy"] > 0.5
 
 
-def test_nan_loss_stops_with_a_clear_error(tmp_path):
-    recipe = tiny("digits_cnn", "train.optimizer.learning_rate=1.0e+12", "train.optimizer.name=sgd",
-                  "train.epochs=2")
-    with pytest.raises(ZooError, match="loss became NaN"):
-        zoo.train(recipe, output_dir=tmp_path)
-
-
 def test_mixed_bfloat16_training_keeps_outputs_and_loss_float32(tmp_path):
     recipe = tiny("digits_cnn", "runtime.mixed_precision=mixed_bfloat16", "train.epochs=3")
     run = zoo.train(recipe, output_dir=tmp_path)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -223,6 +225,97 @@ def test_unreachable_url_is_a_one_line_error(remote, monkeypatch, tmp_path):
     assert "\n" not in str(err.value)
 
 
+# ------------------------------------------------ files without a published checksum (MobileNetV2)
+
+
+@pytest.fixture
+def unpublished(remote, tmp_path, monkeypatch):
+    """The remote weight without a published checksum; Keras' caches ($KERAS_HOME, ~, a stand-in
+    for the world-writable /tmp/.keras) all under tmp_path. Yields (file, served path, Keras cache
+    dirs, download calls)."""
+    model, spec, served, calls = remote
+    spec = dataclasses.replace(spec, file=dataclasses.replace(spec.file, sha256=None))
+    monkeypatch.setitem(get_entry("digits_cnn").pretrained, "remote", spec)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    keras_dirs = [tmp_path / "keras_home" / "models", tmp_path / "home" / ".keras" / "models",
+                  tmp_path / "tmp" / ".keras" / "models"]
+    monkeypatch.setattr(weights, "_keras_cache_dirs", lambda: keras_dirs, raising=False)
+    monkeypatch.setattr(weights, "_UNVERIFIED_WARNED", set())
+    return spec.file, served, keras_dirs, calls
+
+
+def record_of(path):
+    return path.with_name(path.name + ".sha256")
+
+
+def test_unpublished_checksum_skips_keras_caches_and_records_the_download(remote, unpublished, zoo_home):
+    weight_file, served, keras_dirs, calls = unpublished
+    for keras_dir in keras_dirs:  # planted by someone else
+        keras_dir.mkdir(parents=True)
+        (keras_dir / weight_file.name).write_bytes(b"planted")
+    with pytest.warns(UserWarning, match="publishes no checksum.*recorded then and verified on every later use"):
+        model = zoo.create_model("digits_cnn", pretrained="remote")
+    for a, b in zip(model.get_weights(), remote[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    cached = zoo_home / "weights" / weight_file.name
+    assert len(calls) == 1 and cached.read_bytes() == served.read_bytes()
+    assert record_of(cached).read_text().split() == [weights.file_sha256(served), weight_file.name]
+    assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name, record_of(cached).name]
+    assert weights.fetch(weight_file) == cached and len(calls) == 1, "later uses: the verified cache"
+
+
+def test_unpublished_checksum_tampered_cache_is_refused_and_removed(unpublished, zoo_home):
+    weight_file, served, _, calls = unpublished
+    cached = weights.fetch(weight_file)
+    digest = weights.file_sha256(served)
+    with open(cached, "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"tampered")
+    with pytest.raises(ZooError, match=f"checksum mismatch: cached {cached} has sha256 [0-9a-f]+, "
+                                       f"expected {digest} \\(recorded in {cached.name}.sha256\\); removed") as err:
+        weights.fetch(weight_file)
+    assert "\n" not in str(err.value)
+    assert not cached.exists() and not record_of(cached).exists()
+    assert weights.fetch(weight_file) == cached and len(calls) == 2  # downloads it again
+    assert weights.file_sha256(cached) == digest
+
+
+def test_unpublished_checksum_offline(unpublished, zoo_home, monkeypatch):
+    weight_file, served, keras_dirs, calls = unpublished
+    keras_dirs[-1].mkdir(parents=True)
+    (keras_dirs[-1] / weight_file.name).write_bytes(served.read_bytes())  # even a genuine copy: unused
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    cached = zoo_home / "weights" / weight_file.name
+    with pytest.raises(ZooError, match=f"ZOO_OFFLINE=1 .*missing {cached} ") as err:
+        weights.fetch(weight_file)
+    assert "\n" not in str(err.value) and not calls
+    monkeypatch.delenv("ZOO_OFFLINE")
+    weights.fetch(weight_file)
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    assert weights.fetch(weight_file) == cached  # recorded and verified, offline
+    cached.write_bytes(b"changed")
+    with pytest.raises(ZooError, match="checksum mismatch"):
+        weights.fetch(weight_file)
+    with pytest.raises(ZooError, match=f"ZOO_OFFLINE=1 .*missing {cached} "):
+        weights.fetch(weight_file)
+    assert len(calls) == 1
+
+
+def test_unpublished_checksum_file_put_by_hand_is_trusted_on_first_use(unpublished, zoo_home, monkeypatch):
+    weight_file, served, _, calls = unpublished
+    monkeypatch.setenv("ZOO_OFFLINE", "1")  # an offline machine prepared by copying the file
+    cached = zoo_home / "weights" / weight_file.name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(served.read_bytes())
+    with pytest.warns(UserWarning, match=f"{cached}: no published checksum and no record .* used unverified"):
+        assert weights.fetch(weight_file) == cached
+    assert record_of(cached).read_text().split()[0] == weights.file_sha256(served) and not calls
+    cached.write_bytes(b"changed")
+    with pytest.raises(ZooError, match="checksum mismatch"):
+        weights.fetch(weight_file)
+    assert not cached.exists() and not record_of(cached).exists()
+
+
 # ------------------------------------------------- Keras Applications ImageNet files, by name
 
 
@@ -318,3 +411,65 @@ def test_imagenet_weights_of_the_wrong_architecture_are_refused(tmp_path, monkey
     with pytest.raises(ZooError, match="weights mobilenet_v2.imagenet .*wrong.h5.*layer") as err:
         zoo.create_model("mobilenet_v2", input_shape=(32, 32, 3), features_only=True, pretrained="imagenet")
     assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------- .keras files
+
+
+def saved_digits_cnn(tmp_path, seed=2):
+    model = zoo.create_model("digits_cnn")
+    perturb(model, seed=seed)
+    model.save(tmp_path / "model.keras")
+    return model, tmp_path / "model.keras"
+
+
+def garbage_file(tmp_path):
+    (tmp_path / "garbage.keras").write_bytes(b"not a zip")
+    return tmp_path / "garbage.keras"
+
+
+def truncated_file(tmp_path):
+    _, path = saved_digits_cnn(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def lambda_file(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x / 255.0)(inputs)))
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    return tmp_path / "lambda.keras"
+
+
+def unknown_layer_file(tmp_path):
+    with zipfile.ZipFile(tmp_path / "unknown.keras", "w") as archive:
+        archive.writestr("config.json", '{"class_name": "NoSuchLayer", "config": {}}')
+        archive.writestr("metadata.json", "{}")
+    return tmp_path / "unknown.keras"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp_path: tmp_path / "missing.keras", "^model file not found: {path}$"),
+    (garbage_file, "^{path} is not a valid Keras model file \\(File is not a zip file\\)$"),
+    (truncated_file, "^{path} is not a valid Keras model file \\(File is not a zip file\\)$"),
+    (lambda_file, "^{path} contains a Lambda layer \\(arbitrary Python code\\), which Keras' safe mode "
+                  "refuses to load; if you trust the file, rebuild the model without it"),
+    (unknown_layer_file, "^{path} is not a valid Keras model file: Could not locate class 'NoSuchLayer'"),
+], ids=["missing", "garbage", "truncated", "lambda", "unknown_layer"])
+def test_bad_model_files_are_one_line_errors_naming_the_file(tmp_path, make, message):
+    path = make(tmp_path)
+    as_weights = [lambda: zoo.create_model("digits_cnn", pretrained=path)] if path.exists() else []
+    for load in [*as_weights, lambda: weights.load_model_file(path)]:
+        with pytest.raises(ZooError) as err:
+            load()
+        text = str(err.value)
+        assert "\n" not in text and re.search(message.format(path=re.escape(str(path))), text), text
+
+
+def test_a_good_model_file_loads_with_identical_outputs(tmp_path):
+    model, path = saved_digits_cnn(tmp_path)
+    loaded = weights.load_model_file(str(path))
+    x = images((8, 8, 3))
+    np.testing.assert_array_equal(run(loaded, x), run(model, x))
+    assert not loaded.compiled

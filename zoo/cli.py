@@ -40,6 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The positional list that takes KEY=VALUE overrides / inputs given after an option.
+TRAILING = {"train": "overrides", "evaluate": "overrides", "predict": "inputs"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Options and trailing positionals in any order: argparse's `nargs="*"` list stops at the
+    first option, so the words left over after it join the command's positional list."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    unknown = [word for word in extra if word.startswith("-") or args.command not in TRAILING]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        getattr(args, TRAILING[args.command]).extend(extra)
+    return args
+
+
 def cmd_list(args):
     from zoo.registry import get_entry, list_models
 
@@ -77,16 +94,19 @@ def cmd_train(args):
 def cmd_evaluate(args):
     import zoo
 
-    metrics = zoo.evaluate(zoo.load_recipe(args.recipe, args.overrides), weights=args.weights,
-                           output_dir=args.output)
-    print(json.dumps(metrics))
+    from zoo.pipeline import write_metrics
+
+    metrics = zoo.evaluate(zoo.load_recipe(args.recipe, args.overrides), weights=args.weights)
+    print(json.dumps(metrics), flush=True)  # before writing: an unwritable --output loses nothing
+    if args.output:
+        write_metrics(args.output, metrics)
 
 
 def cmd_predict(args):
-    from zoo.predict import predict
+    from zoo.predict import iter_predict
 
-    for line in predict(args.model, args.inputs, args.output):
-        print(line)
+    for line in iter_predict(args.model, args.inputs, args.output):
+        print(line, flush=True)  # each input's lines as soon as they exist
 
 
 COMMANDS = {"list": cmd_list, "recipes": cmd_recipes, "train": cmd_train,
@@ -95,7 +115,7 @@ COMMANDS = {"list": cmd_list, "recipes": cmd_recipes, "train": cmd_train,
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     from zoo.errors import ZooError
 
     try:

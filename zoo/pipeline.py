@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +16,15 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from zoo import runtime
-from zoo.data import load_split
+from zoo import run_dir, runtime
+from zoo.data import DatasetInfo, load_split
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, load_recipe
 from zoo.tasks import get_task
+from zoo.weights import load_model_file
 
 CACHE_BUDGET_BYTES = 1 << 30  # cache decoded examples in memory below this estimate
 
@@ -40,19 +39,6 @@ class Run:
 
 def _as_recipe(recipe) -> Recipe:
     return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-
-
-def write_atomic(path: Path, text: str):
-    """Write via a temporary file and rename, so a kill never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def save_model_atomic(model, path: Path):
-    tmp = path.with_name("tmp-" + path.name)
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 def resolve_output_dir(recipe: Recipe, output_dir, resume: bool) -> Path:
@@ -111,18 +97,6 @@ class EpochSummary(keras.callbacks.ProgbarLogger):
         print(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - " + " - ".join(parts), flush=True)
 
 
-class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that remembers where, so the run ends with a clear message."""
-
-    nan_at = None
-
-    def on_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.nan_at = batch
-            self.model.stop_training = True
-
-
 def _steps_per_epoch(recipe, dataset, info) -> int:
     if recipe.train.steps_per_epoch:
         return recipe.train.steps_per_epoch
@@ -149,16 +123,29 @@ def _with_num_classes(recipe, info):
     return info
 
 
+def _check_classes(task, info):
+    if info.num_classes < task.min_classes:
+        raise DataError(f"the training split has {info.num_classes} class(es) "
+                        f"({', '.join(map(str, info.class_names)) or 'none'}): {task.name} needs at "
+                        f"least {task.min_classes}")
+
+
 def train(recipe, output_dir=None, resume: bool = False) -> Run:
     """Train a recipe; write recipe.yaml, history.csv, model.keras, metrics.json, logs/."""
     recipe = _as_recipe(recipe)
     out = resolve_output_dir(recipe, output_dir, resume)
+    with run_dir.locked(out):
+        return _train(recipe, out, resume)
+
+
+def _train(recipe, out: Path, resume: bool) -> Run:
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
     train_split = load_split(recipe, task, recipe.data.train_split)
-    eval_split = load_split(recipe, task, recipe.data.eval_split)
     info = _with_num_classes(recipe, train_split.info)
-    eval_split.info = info
+    _check_classes(task, info)
+    changed = run_dir.check_resume(out, recipe, info.class_names) if resume else []
+    eval_split = load_split(recipe, task, recipe.data.eval_split, truth=info)
     train_ds = task.make_dataset(train_split, recipe, True, _should_cache(recipe, task, train_split))
     eval_ds = task.make_dataset(eval_split, recipe, False, _should_cache(recipe, task, eval_split))
     steps = _steps_per_epoch(recipe, train_ds, info)
@@ -168,59 +155,83 @@ def train(recipe, output_dir=None, resume: bool = False) -> Run:
         model.compile(optimizer=build_optimizer(recipe.train, steps),
                       loss=task.loss(info, **recipe.train.loss), metrics=task.metrics(info),
                       steps_per_execution=recipe.runtime.steps_per_execution)
+        guard = run_dir.DivergenceGuard()
+        checkpoint = run_dir.Checkpoint(out / "checkpoints", guard)
+        initial_epoch = checkpoint.restore(model)  # before anything is written: it may not fit
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "recipe.yaml", recipe.to_yaml())
-    write_atomic(out / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
-    nan_guard = StopOnNaN()
+    for line in changed:
+        print(f"resuming with a changed recipe key: {line}", flush=True)
+    run_dir.write_atomic(out / "recipe.yaml", recipe.to_yaml())
+    run_dir.write_atomic(out / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
     callbacks = [
         EpochTimer(),
-        keras.callbacks.BackupAndRestore(str(out / "checkpoints"), delete_checkpoint=False,
-                                         double_checkpoint=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        guard,
+        run_dir.HistoryLog(out / "history.csv", initial_epoch, guard),
+        checkpoint,
         keras.callbacks.TensorBoard(str(out / "logs"), profile_batch=0, write_graph=False),
-        nan_guard,
         EpochSummary(),
     ]
+    resumed = f", resuming after epoch {initial_epoch}" if initial_epoch else ""
     print(f"training {recipe.model.name} ({model.count_params():,} parameters) on "
           f"{recipe.data.source}:{recipe.data.name or recipe.data.path}, "
           f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name}; "
-          f"run directory {out}", flush=True)
+          f"run directory {out}{resumed}", flush=True)
     with data_errors(train_split, eval_split):
-        history = model.fit(train_ds, epochs=recipe.train.epochs, steps_per_epoch=steps,
-                            validation_data=eval_ds if recipe.train.validate else None,
+        history = model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps, validation_data=eval_ds if recipe.train.validate else None,
                             callbacks=callbacks, verbose=recipe.train.verbose, shuffle=False)
-    if nan_guard.nan_at is not None:
-        raise ZooError(f"training diverged: the loss became NaN at batch {nan_guard.nan_at}; "
-                       f"lower train.optimizer.learning_rate (checkpoints of the last good epoch "
-                       f"are in {out / 'checkpoints'})")
-    save_model_atomic(model, out / "model.keras")
+    if guard.tripped:
+        raise ZooError(guard.message(keras.config.dtype_policy().name, checkpoint.epoch, out / "checkpoints"))
+    run_dir.save_model_atomic(model, out / "model.keras")
     save_curves(out / "history.csv", out / "curves.png")
     with data_errors(eval_split):
         metrics = task.evaluate(model, task.make_eval_dataset(eval_split, recipe, eval_ds), info)
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+    run_dir.write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     print("metrics: " + json.dumps(metrics), flush=True)
     return Run(out, model, metrics, history.history)
+
+
+def run_info(weights) -> DatasetInfo | None:
+    """The class list saved with the run that `weights` (a run directory or a model file inside
+    one) belongs to: the truth for evaluating them; None for weights from elsewhere."""
+    path = Path(str(weights))
+    if weights is None or not path.exists():  # none, or a pretrained tag
+        return None
+    meta = (path if path.is_dir() else path.parent) / "dataset.json"
+    if not meta.is_file():
+        return None
+    saved = json.loads(meta.read_text())
+    names = saved.pop("class_names")
+    return DatasetInfo(len(names), names, extras=saved)
 
 
 def load_weights_into(recipe, task, info, weights):
     """A model for evaluation: a `.keras` file, a `.weights.h5` file, or a pretrained tag."""
     path = Path(str(weights))
     if path.suffix == ".keras":
-        if not path.is_file():
-            raise ZooError(f"weights file not found: {path}")
-        return keras.saving.load_model(path, compile=False)
+        return load_model_file(path)
     args = task.model_args(recipe, info)
     pretrained = True if weights == "pretrained" else weights
     return create_model(recipe.model.name, pretrained=pretrained, **args, **recipe.model.params)
 
 
+def write_metrics(output_dir, metrics: dict):
+    """`metrics.json` in `output_dir`; a place that cannot be written is a one-line ZooError."""
+    path = Path(output_dir) / "metrics.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.write_atomic(path, json.dumps(metrics, indent=2))
+    except OSError as err:
+        raise ZooError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def evaluate(recipe, weights=None, output_dir=None) -> dict:
-    """Measure a model on the recipe's eval split; `weights` as in `load_weights_into`."""
+    """Measure a model on the recipe's eval split; `weights` as in `load_weights_into`. The
+    classes of the run the weights come from (its dataset.json) are the truth for the split."""
     recipe = _as_recipe(recipe)
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
-    split = load_split(recipe, task, recipe.data.eval_split)
+    split = load_split(recipe, task, recipe.data.eval_split, truth=run_info(weights))
     info = _with_num_classes(recipe, split.info)
     dataset = task.make_dataset(split, recipe, False, cache=False)
     dataset = task.make_eval_dataset(split, recipe, dataset)
@@ -230,9 +241,18 @@ def evaluate(recipe, weights=None, output_dir=None) -> dict:
             model = create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)
         else:
             model = load_weights_into(recipe, task, info, weights)
+    predicted = task.model_num_classes(model)
+    if predicted != info.num_classes:
+        raise ZooError(f"the model predicts {predicted} classes but the evaluation data has "
+                       f"{info.num_classes} ({_names(info.class_names)}): the weights {weights} were "
+                       f"not trained on these classes")
     with data_errors(split):
         metrics = task.evaluate(model, dataset, info)
     if output_dir is not None:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2))
+        write_metrics(output_dir, metrics)
     return metrics
+
+
+def _names(names, n=6) -> str:
+    names = [str(x) for x in names]
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")

@@ -1,9 +1,11 @@
-"""Recipes: YAML (safe_load) -> `extends` deep merge -> dotted overrides -> validated dataclasses."""
+"""Recipes: YAML (_Loader) -> `extends` deep merge -> dotted overrides -> validated dataclasses."""
 from __future__ import annotations
 
 import copy
 import dataclasses
 import inspect
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +25,27 @@ def _recipes_dir() -> Path:
 
 
 RECIPES_DIR = _recipes_dir()
+
+# YAML 1.2 floats that YAML 1.1 reads as strings: no dot or no exponent sign (`1e-3`, `1.0e3`).
+_FLOAT = ("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+          list("-+.0123456789"))
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load plus YAML 1.2 floats; dates stay strings (no recipe field is a date)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(*_FLOAT)
+
+
+class _Dumper(yaml.SafeDumper):
+    """safe_dump that quotes the strings _Loader would read as floats (`'1e3'`)."""
+
+
+_Dumper.add_implicit_resolver(*_FLOAT)
 
 
 @dataclass
@@ -85,7 +108,7 @@ class TrainConfig:
     loss: dict = field(default_factory=dict)  # keyword arguments of the task's loss
     steps_per_epoch: Optional[int] = None  # default: one pass over the training split
     validate: bool = True  # evaluate on the eval split after every epoch (history.csv val_*)
-    verbose: int = 1  # 1: Keras progress bar per epoch; 2: one line per epoch; 0: silent
+    verbose: Literal[0, 1, 2] = 1  # 1: Keras progress bar per epoch; 2: one line per epoch; 0: silent
 
 
 @dataclass
@@ -118,7 +141,7 @@ class Recipe:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False)
 
 
 # ---------------------------------------------------------------- loading
@@ -128,6 +151,8 @@ def find_recipe(name_or_path) -> Path:
     """A path to a YAML file, or the stem of a recipe shipped under recipes/."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise RecipeError(f"{path}: a directory, not a recipe file")
         if not path.is_file():
             raise RecipeError(f"recipe file not found: {path}")
         return path
@@ -148,7 +173,12 @@ def shipped_recipes() -> list[Path]:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_Loader)
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} "
+                          f"at offset {err.start})") from None
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if data is None:
@@ -192,7 +222,7 @@ def apply_overrides(data: dict, overrides) -> dict:
         if not sep or not key.strip():
             raise RecipeError(f"override {item!r}: expected KEY=VALUE with a dotted key")
         try:
-            value = yaml.safe_load(raw)
+            value = yaml.load(raw, Loader=_Loader)
         except yaml.YAMLError:
             raise RecipeError(f"override {item!r}: value is not valid YAML") from None
         node = data
@@ -255,12 +285,12 @@ def _convert(tp, value, path):
             raise RecipeError(f"{path}: expected a mapping, got {value!r}")
         return _build(tp, value, path + ".")
     if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(tp)):
             return None
+        if len(args) == 1:  # Optional[X]: X's own message
+            return _convert(args[0], value, path)
         for arg in args:
-            if arg is type(None):
-                continue
             try:
                 return _convert(arg, value, path)
             except RecipeError:
@@ -274,6 +304,8 @@ def _convert(tp, value, path):
         if not isinstance(value, list):
             raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
         return [_convert(typing.get_args(tp)[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp in (int, float) and isinstance(value, float) and not math.isfinite(value):
+        raise RecipeError(f"{path}: expected a finite number, got {value}")
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
@@ -309,23 +341,35 @@ def _positive(path, value, allow_zero=False):
 
 def _check(recipe: Recipe):
     """Impossible values, and model kwargs against the builder's signature."""
-    data, train = recipe.data, recipe.train
+    data, train, opt, sched = recipe.data, recipe.train, recipe.train.optimizer, recipe.train.schedule
     if len(data.image_size) != 2 or any(s <= 0 for s in data.image_size):
         raise RecipeError(f"data.image_size: expected two positive integers, got {data.image_size}")
-    for key in ("batch_size", "num_classes", "train_size", "eval_size", "num_frames",
+    for key in ("batch_size", "num_classes", "shuffle_buffer", "train_size", "eval_size", "num_frames",
                 "frame_stride", "eval_clips", "max_boxes"):
         _positive(f"data.{key}", getattr(data, key))
     if not 0 < data.eval_crop <= 1:
         raise RecipeError(f"data.eval_crop: expected a fraction in (0, 1], got {data.eval_crop}")
     _positive("data.augment.crop_padding", data.augment.crop_padding, allow_zero=True)
-    for key in ("crop_scale", "scale_jitter"):
+    for key, top in (("crop_scale", 1), ("scale_jitter", math.inf)):  # crop_scale: area fractions
         rng = getattr(data.augment, key)
-        if rng is not None and (len(rng) != 2 or not 0 < rng[0] <= rng[1]):
-            raise RecipeError(f"data.augment.{key}: expected [min, max] with 0 < min <= max, got {rng}")
+        if rng is not None and (len(rng) != 2 or not 0 < rng[0] <= rng[1] <= top):
+            bound = "max <= 1" if top == 1 else "max"
+            raise RecipeError(f"data.augment.{key}: expected [min, max] with 0 < min <= {bound}, got {rng}")
     _positive("train.epochs", train.epochs)
     _positive("train.steps_per_epoch", train.steps_per_epoch)
-    _positive("train.optimizer.learning_rate", train.optimizer.learning_rate)
-    _positive("train.optimizer.weight_decay", train.optimizer.weight_decay, allow_zero=True)
+    _positive("train.optimizer.learning_rate", opt.learning_rate)
+    if not 0 <= opt.momentum < 1:
+        raise RecipeError(f"train.optimizer.momentum: expected a number in [0, 1), got {opt.momentum}")
+    _positive("train.optimizer.weight_decay", opt.weight_decay, allow_zero=True)
+    _positive("train.optimizer.clipnorm", opt.clipnorm)
+    _positive("train.schedule.warmup_epochs", sched.warmup_epochs, allow_zero=True)
+    if any(m < 0 for m in sched.milestones) or sched.milestones != sorted(sched.milestones):
+        raise RecipeError(f"train.schedule.milestones: expected sorted non-negative epochs, "
+                          f"got {sched.milestones}")
+    _positive("train.schedule.decay_rate", sched.decay_rate)
+    _positive("train.schedule.min_learning_rate", sched.min_learning_rate, allow_zero=True)
+    if not 0 <= recipe.runtime.seed < 2**32:  # NumPy's seed range
+        raise RecipeError(f"runtime.seed: expected an integer in [0, 2**32), got {recipe.runtime.seed}")
     _positive("runtime.steps_per_execution", recipe.runtime.steps_per_execution)
     if data.source in ("folder", "coco") and not data.path:
         raise RecipeError(f"data.path: required for data.source={data.source}")

@@ -6,9 +6,13 @@
   (https:// or file://), downloaded once into `$ZOO_HOME/weights/` (default
   `~/.keras/zoo/weights/`) through a temporary file that replaces the final name only after its
   checksum matched. A cached file is verified before each use; a mismatch removes it and is a
-  one-line `ZooError`. `ZOO_OFFLINE=1` never downloads and names the missing file. A file Keras
-  itself has cached (`~/.keras/models/`, `$KERAS_HOME/models/`) is used in place when it
-  verifies.
+  one-line `ZooError`. `ZOO_OFFLINE=1` never downloads and names the missing file. A file with
+  a published checksum that Keras itself has cached (`~/.keras/models/`, `$KERAS_HOME/models/`,
+  `/tmp/.keras/models/`) is used in place when it verifies. A file without one is never taken
+  from those shared caches: its sha256 is recorded next to it at its download
+  (`<name>.sha256`) and verified on every later use; a cached file without a record (copied
+  there by hand) is trusted on first use, with a warning, and recorded.
+* `load_model_file` loads a `.keras` file; what a user can get wrong is a one-line `ZooError`.
 * Zoo weights (`.weights.h5`, Keras 3 format) load into a model built by the same builder;
   Keras Applications' ImageNet `.h5` files (legacy format) load by layer name, since the zoo's
   wrappers keep Keras Applications' layer names (zoo/models/applications.py).
@@ -29,6 +33,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,13 +255,42 @@ _UNVERIFIED_WARNED = set()
 def _warn_unverified(weight_file: WeightFile):
     if not _hashers(weight_file) and weight_file.name not in _UNVERIFIED_WARNED:
         _UNVERIFIED_WARNED.add(weight_file.name)
-        warnings.warn(f"{weight_file.name}: its source publishes no checksum; used unverified", stacklevel=3)
+        warnings.warn(f"{weight_file.name}: its source publishes no checksum, so its first download is "
+                      f"unverified; its sha256 is recorded then and verified on every later use", stacklevel=3)
 
 
-def _keras_cached(name: str) -> list[Path]:
+def _keras_cache_dirs() -> list[Path]:
+    """Keras' own download caches: shared (/tmp world-writable), so only for checksummed files."""
     roots = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []
     roots += [Path.home() / ".keras", Path("/tmp/.keras")]
-    return [root / "models" / name for root in roots]
+    return [root / "models" for root in roots]
+
+
+def _record_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".sha256")
+
+
+def _recorded(dest: Path) -> WeightFile | None:
+    """The sha256 recorded at `dest`'s download (as a WeightFile to check against), if any."""
+    record = _record_path(dest)
+    if not record.is_file():
+        return None
+    return WeightFile(dest.name, sha256=(record.read_text().split() or ["(empty record)"])[0])
+
+
+def _write_record(dest: Path, digest: str):
+    """Write `dest`'s sha256 record (`sha256sum` format) atomically."""
+    record = _record_path(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".part", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{digest}  {dest.name}\n")
+            os.replace(tmp, record)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as err:
+        raise ZooError(f"cannot record the sha256 of {dest} in {record}: {err.strerror or err}") from None
 
 
 def fetch(weight_file: WeightFile) -> Path:
@@ -271,17 +305,28 @@ def fetch(weight_file: WeightFile) -> Path:
         return path
 
     dest = cache_dir() / weight_file.name
+    published = bool(_hashers(weight_file))
     if dest.is_file():
-        bad = _mismatch(dest, weight_file)
+        expected = weight_file if published else _recorded(dest)
+        if expected is None:  # put there by hand: trust on first use
+            _write_record(dest, file_sha256(dest))
+            warnings.warn(f"{dest}: no published checksum and no record of its download; used unverified, "
+                          f"its sha256 now recorded in {_record_path(dest)} and verified on every later use",
+                          stacklevel=2)
+            return dest
+        bad = _mismatch(dest, expected)
         if bad:
             dest.unlink(missing_ok=True)
-            raise ZooError(f"checksum mismatch: cached {dest} has {bad}; removed it "
+            if not published:
+                _record_path(dest).unlink(missing_ok=True)
+            source = "" if published else f" (recorded in {_record_path(dest).name})"
+            raise ZooError(f"checksum mismatch: cached {dest} has {bad}{source}; removed it "
                            f"(the next call downloads it again)")
         _warn_unverified(weight_file)
         return dest
-    for keras_copy in _keras_cached(weight_file.name):
+    for keras_dir in _keras_cache_dirs() if published else []:
+        keras_copy = keras_dir / weight_file.name
         if keras_copy.is_file() and _mismatch(keras_copy, weight_file) is None:
-            _warn_unverified(weight_file)
             return keras_copy
     if offline():
         raise ZooError(f"ZOO_OFFLINE=1 and the weights file is not cached: missing {dest} "
@@ -318,6 +363,8 @@ def _download(weight_file: WeightFile, dest: Path):
             if digest.hexdigest() != want:
                 raise ZooError(f"checksum mismatch for {url}: {algo} {digest.hexdigest()}, "
                                f"expected {want}; the download was removed")
+        if not hashers:  # no published checksum: record what was downloaded, to verify later uses
+            _write_record(dest, file_sha256(tmp))
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -597,6 +644,30 @@ def _candidate_num_classes(path) -> list[int]:
     return list(dict.fromkeys(reversed(found)))
 
 
+def load_model_file(path, *, compile: bool = False) -> keras.Model:
+    """Load a Keras 3 `.keras` file; any failure a user can cause is a one-line ZooError naming it."""
+    import zoo.models  # noqa: F401  (registers the zoo's custom layers)
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ZooError(f"model file not found: {path}")
+    try:  # Keras reports a file that is not a zip archive as "File not found"
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise zipfile.BadZipFile("no config.json in the archive")
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ZooError(f"{path} is not a valid Keras model file ({_first_line(err)})") from None
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as err:  # noqa: BLE001  (whatever Keras cannot deserialize is the file's fault)
+        if "safe_mode=False" in str(err):  # Keras' safe mode refuses Python lambdas
+            what = "a Lambda layer" if "`Lambda` layer" in str(err) else "a Python lambda"
+            raise ZooError(f"{path} contains {what} (arbitrary Python code), which Keras' safe mode refuses "
+                           f"to load; if you trust the file, rebuild the model without it (e.g. a custom layer "
+                           f"registered with keras.saving.register_keras_serializable) and save it again") from None
+        raise ZooError(f"{path} is not a valid Keras model file: {_first_line(err)}") from None
+
+
 def load_file(model, path, *, entry, allow_head=False, builder_kwargs=None) -> list[str]:
     """Load a local weights file into `model` (built by `entry`'s builder).
 
@@ -608,11 +679,7 @@ def load_file(model, path, *, entry, allow_head=False, builder_kwargs=None) -> l
     path = Path(path)
     what = f"weights file {path}"
     if path.suffix == ".keras":
-        try:
-            source = keras.saving.load_model(path, compile=False)
-        except Exception as err:  # noqa: BLE001  (any failure to read the file is the user's)
-            raise ZooError(f"cannot load {path}: {_first_line(err)}") from None
-        return transfer(source, model, what=what, allow_head=allow_head)
+        return transfer(load_model_file(path), model, what=what, allow_head=allow_head)
     if not path.name.endswith(".weights.h5"):
         return assign_by_name(model, read_legacy_h5(path), what=what, legacy_order=True,
                               allow_head=allow_head, aliases=HEAD_ALIASES)

@@ -31,25 +31,70 @@ class DatasetInfo:
 
 @dataclass
 class Split:
-    dataset: tf.data.Dataset  # canonical examples
+    """One split of a source: `records` are what the source lists (file paths and labels for the
+    folder sources, cheap to shuffle in full), `decode` turns a record into a canonical example
+    (None: the records are the examples)."""
+
+    records: tf.data.Dataset
     info: DatasetInfo
     diagnose: Callable[[Exception], None] | None = None  # raises a DataError naming a bad file
+    decode: Callable | None = None
+
+    @property
+    def dataset(self) -> tf.data.Dataset:
+        """The canonical examples, in the source's order."""
+        return self.decoded(self.records)
+
+    def decoded(self, records: tf.data.Dataset) -> tf.data.Dataset:
+        if self.decode is None:
+            return records
+        return records.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def load_split(recipe, task, split: str) -> Split:
-    """Open one split of the recipe's data source for `task`."""
+def load_split(recipe, task, split: str, truth: DatasetInfo | None = None) -> Split:
+    """Open one split of the recipe's data source for `task`.
+
+    `truth`: the training split's DatasetInfo, whose classes are the truth for every other split:
+    a source maps this split's classes onto them by name, refuses a class they lack and warns
+    about one this split lacks; the split's info is then `truth` with its own example count.
+    None: this split's own classes.
+    """
     source = recipe.data.source
     loaders = {"tfds": load_tfds, "synthetic": load_synthetic, **task.sources}
     if source not in loaders:
         raise RecipeError(f"data.source: {source} is not available for task {task.name} "
                           f"(available: {', '.join(sorted(loaders))})")
-    return loaders[source](recipe.data, task, split)
+    loaded = loaders[source](recipe.data, task, split, truth)
+    if truth is not None:
+        loaded.info = DatasetInfo(truth.num_classes, list(truth.class_names), loaded.info.num_examples,
+                                  dict(truth.extras))
+    return loaded
+
+
+def class_index(names: list[str], truth: DatasetInfo | None, where) -> list[int]:
+    """Indices of a split's class `names` among the training split's classes (`truth`).
+
+    A class the training split lacks is a DataError naming it; a training class this split lacks
+    is a warning (its examples are simply absent). No truth: the split's own order.
+    """
+    if truth is None:
+        return list(range(len(names)))
+    known = [str(n) for n in truth.class_names]
+    unknown = [str(n) for n in names if str(n) not in known]
+    if unknown:
+        raise DataError(f"{where} has class(es) the training split lacks: {', '.join(unknown)} "
+                        f"(training classes: {', '.join(known)})")
+    absent = [n for n in known if n not in map(str, names)]
+    if absent:
+        print(f"warning: {where} has no examples of training class(es) {', '.join(absent)}", flush=True)
+    return [known.index(str(n)) for n in names]
 
 
 # ---------------------------------------------------------------- tfds
 
 
-def load_tfds(data, task, split: str) -> Split:
+def load_tfds(data, task, split: str, truth=None) -> Split:
+    """Every split of a TFDS dataset shares the builder's class list: nothing to map."""
     import tensorflow_datasets as tfds
 
     try:
@@ -72,7 +117,7 @@ def load_tfds(data, task, split: str) -> Split:
 # ---------------------------------------------------------------- synthetic
 
 
-def load_synthetic(data, task, split: str) -> Split:
+def load_synthetic(data, task, split: str, truth=None) -> Split:
     from zoo.data import synthetic
 
     gen = synthetic.GENERATORS.get(data.name)

@@ -1,10 +1,13 @@
 """The task interface the pipeline talks to; the pipeline itself knows no task by name."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 
-from zoo.data import DatasetInfo, Split
+from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, decode_image
+from zoo.errors import DataError
 
 TASKS: dict[str, "Task"] = {}
 
@@ -18,6 +21,14 @@ def predict_dataset(model, dataset):
     scores = model.predict(dataset.map(lambda inputs, targets: inputs), verbose=0)
     targets = [t for t in dataset.map(lambda inputs, targets: targets).as_numpy_iterator()]
     return scores, np.concatenate(targets)
+
+
+def read_image(path) -> tf.Tensor:
+    """An image file as uint8 RGB; a DataError naming the file when it cannot be read."""
+    try:
+        return decode_image(str(path))
+    except tf.errors.OpError:  # missing, unreadable, corrupt or not an image
+        raise DataError(f"cannot read image file: {path}") from None
 
 
 def register_task(cls):
@@ -35,7 +46,8 @@ class Task:
     """Base class: override what the task needs; defaults fit single-label image tasks."""
 
     name: str = ""
-    sources: dict = {}  # task-specific data sources: name -> fn(data_config, task, split) -> Split
+    sources: dict = {}  # task-specific data sources: name -> fn(data_config, task, split, truth) -> Split
+    min_classes: int = 2  # fewer classes in the training split is an error (one class: nothing to learn)
     input_key: str = "image"  # canonical example key that holds the model input
 
     # -- data --------------------------------------------------------------
@@ -51,16 +63,27 @@ class Task:
         return dataset.batch(batch_size, drop_remainder=training)
 
     def make_dataset(self, split: Split, recipe, training: bool, cache: bool):
-        dataset = split.dataset
+        """Batched (inputs, targets). Training order is a fresh permutation of the whole split
+        every epoch, seeded by runtime.seed: sources list files class by class, so a buffer of
+        decoded examples alone would see a few classes at a time."""
+        seed, size = recipe.runtime.seed, split.info.num_examples
         if cache:
-            dataset = dataset.cache()
-        if training:
-            dataset = dataset.shuffle(recipe.data.shuffle_buffer, seed=recipe.runtime.seed,
-                                      reshuffle_each_iteration=True)
-            if recipe.train.steps_per_epoch:
-                dataset = dataset.repeat()
+            dataset = split.dataset.cache()
+            if training:  # the buffer holds references to the cached tensors, not copies
+                dataset = dataset.shuffle(size or recipe.data.shuffle_buffer, seed=seed,
+                                          reshuffle_each_iteration=True)
+        elif training:
+            records = split.records
+            if split.decode is not None and size:  # file paths: cheap to shuffle in full
+                records = records.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+            dataset = split.decoded(records).shuffle(recipe.data.shuffle_buffer, seed=seed + 1,
+                                                     reshuffle_each_iteration=True)
+        else:
+            dataset = split.dataset
+        if training and recipe.train.steps_per_epoch:
+            dataset = dataset.repeat()
         dataset = dataset.map(lambda ex: self.prepare(ex, recipe, split.info, training),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+                              num_parallel_calls=tf.data.AUTOTUNE)
         dataset = self.batch(dataset, recipe.data.batch_size, training)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -81,6 +104,10 @@ class Task:
     def model_args(self, recipe, info: DatasetInfo) -> dict:
         return {"num_classes": info.num_classes, "input_shape": (*recipe.data.image_size, 3)}
 
+    def model_num_classes(self, model) -> int:
+        """How many classes a built or loaded model of this task predicts."""
+        return int(model.output_shape[-1])
+
     def loss(self, info: DatasetInfo, **kwargs):
         raise NotImplementedError
 
@@ -92,6 +119,28 @@ class Task:
         """Metrics of `model` on a batched, prepared eval dataset; `num_examples` included."""
         raise NotImplementedError
 
-    def predict(self, model, paths, info: DatasetInfo, recipe, output_dir) -> list[str]:
-        """Lines to print for `zoo predict` on image/clip paths (pictures go to output_dir)."""
+    # -- prediction (`zoo predict`) -------------------------------------------
+    def expand_inputs(self, paths) -> list[str]:
+        """The inputs to predict: paths as given, a folder replaced by `folder_inputs`."""
+        expanded = []
+        for path in map(str, paths):
+            entries = self.folder_inputs(Path(path)) if Path(path).is_dir() else None
+            if entries == []:
+                raise DataError(f"no {self.input_kind} in {path}")
+            expanded += [path] if entries is None else entries
+        return expanded
+
+    input_kind = f"image files ({', '.join(IMAGE_EXTENSIONS)})"
+
+    def folder_inputs(self, folder: Path) -> list[str] | None:
+        """The inputs a folder holds, by name (None: the folder is one input itself)."""
+        return sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+    def read_input(self, path):
+        """One input of `expand_inputs` decoded; a DataError naming it when unreadable."""
+        return read_image(path)
+
+    def predict(self, model, inputs, info: DatasetInfo, recipe, output_dir):
+        """Yield the lines to print for (path, `read_input` result) pairs, one input's lines
+        before the next input is pulled (pictures go to output_dir)."""
         raise NotImplementedError

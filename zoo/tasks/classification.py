@@ -6,9 +6,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
-from zoo.data import (IMAGE_EXTENSIONS, DatasetInfo, Split, decode_image, drop_bad_images,
-                      image_diagnosis, to_rgb)
+from zoo.data import (IMAGE_EXTENSIONS, DatasetInfo, Split, class_index, decode_image,
+                      drop_bad_images, image_diagnosis, to_rgb)
 from zoo.data.augment import augment_image
 from zoo.errors import DataError
 from zoo.tasks.base import Task, predict_dataset, register_task
@@ -52,22 +53,23 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def load_folder(data, task, split: str) -> Split:
-    """ImageFolder layout: `<path>/<split>/<class_name>/<image>`, classes = sorted folders."""
+def load_folder(data, task, split: str, truth=None) -> Split:
+    """ImageFolder layout: `<path>/<split>/<class_name>/<image>`, classes = sorted folders
+    (mapped by name onto the training split's, `truth`, for the other splits)."""
     split_dir, classes = class_folders(Path(data.path), split)
+    index = class_index(classes, truth, split_dir)
     paths, labels = list_class_files(split_dir, classes, is_image_file)
     kept = set(drop_bad_images(paths, data.skip_corrupt))
-    pairs = [(p, l) for p, l in zip(paths, labels) if p in kept]
+    pairs = [(p, index[l]) for p, l in zip(paths, labels) if p in kept]
     if not pairs:
         raise DataError(f"no readable images under {split_dir}")
-    dataset = tf.data.Dataset.from_tensor_slices(([p for p, _ in pairs], [l for _, l in pairs]))
-    dataset = dataset.map(lambda p, l: {"image": decode_image(p), "label": l},
-                          num_parallel_calls=tf.data.AUTOTUNE)
+    records = tf.data.Dataset.from_tensor_slices(([p for p, _ in pairs], [l for _, l in pairs]))
     info = DatasetInfo(len(classes), classes, len(pairs))
-    return Split(dataset, info, image_diagnosis([p for p, _ in pairs]))
+    return Split(records, info, image_diagnosis([p for p, _ in pairs]),
+                 decode=lambda p, l: {"image": decode_image(p), "label": l})
 
 
-def load_digits(data, task, split: str) -> Split:
+def load_digits(data, task, split: str, truth=None) -> Split:
     """The embedded 8x8 UCI digits: a fixed seeded 80/20 split named `train` / `test`."""
     with np.load(Path(__file__).resolve().parent.parent / "assets" / "digits.npz") as f:
         images, labels = f["images"], f["labels"]
@@ -105,30 +107,21 @@ class Classification(Task):
         return keras.losses.SparseCategoricalCrossentropy()
 
     def metrics(self, info):
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        metrics = [TopKAccuracy(1, name="accuracy")]
         if info.num_classes > 5:
-            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
+            metrics.append(TopKAccuracy(5, name="top5_accuracy"))
         return metrics
 
     def evaluate(self, model, dataset, info):
         scores, labels = predict_dataset(model, dataset)
         return classification_metrics(scores, labels, info.num_classes)
 
-    def predict(self, model, paths, info, recipe, output_dir):
-        lines = []
-        for path in paths:
-            image = augment_image(read_image(path), recipe.data.image_size, recipe.data.augment,
+    def predict(self, model, inputs, info, recipe, output_dir):
+        for path, image in inputs:
+            image = augment_image(image, recipe.data.image_size, recipe.data.augment,
                                   False, recipe.data.eval_crop)
             probs = np.asarray(model.predict_on_batch(image[None]))[0]
-            lines.append(f"{path}: " + top_k_text(probs, info.class_names))
-        return lines
-
-
-def read_image(path) -> tf.Tensor:
-    try:
-        return decode_image(str(path))
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-        raise DataError(f"cannot read image file: {path}") from None
+            yield f"{path}: " + top_k_text(probs, info.class_names)
 
 
 def top_k_text(probs, class_names, k=5) -> str:
@@ -136,12 +129,42 @@ def top_k_text(probs, class_names, k=5) -> str:
     return ", ".join(f"{class_names[i]} {probs[i]:.3f}" for i in order)
 
 
+def top_k_hits(y_true, y_pred, k=5):
+    """1.0 where the label is among the k best-scored classes, else 0.0: its rank is the number
+    of classes scored higher, plus those scored equal with a lower index (argmax's tie rule, so
+    k=1 is top-1 accuracy); a non-finite score is never a hit. The one definition of
+    `accuracy` / `top5_accuracy`, in the epoch logs and in metrics.json alike (Keras'
+    SparseTopKCategoricalAccuracy counts every tie as a hit: 1.0 for a constant output)."""
+    scores = ops.cast(y_pred, "float32")
+    labels = ops.cast(ops.reshape(y_true, [-1, 1]), "int32")
+    true = ops.take_along_axis(scores, labels, axis=-1)
+    index = ops.arange(ops.shape(scores)[-1], dtype="int32")[None, :]
+    ahead = ops.logical_or(scores > true, ops.logical_and(scores == true, index < labels))
+    rank = ops.sum(ops.cast(ahead, "int32"), axis=-1)
+    hit = ops.logical_and(rank < k, ops.all(ops.isfinite(scores), axis=-1))
+    return ops.cast(hit, "float32")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TopKAccuracy(keras.metrics.MeanMetricWrapper):
+    """Mean of `top_k_hits` over the examples."""
+
+    def __init__(self, k=5, name="top5_accuracy", dtype=None):
+        super().__init__(top_k_hits, name=name, dtype=dtype, k=k)
+        self.k = k
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name, "dtype": self.dtype}
+
+
 def classification_metrics(scores, labels, num_classes) -> dict:
-    labels = labels.astype(np.int64).reshape(-1)
-    out = {"accuracy": float(np.mean(scores.argmax(-1) == labels))}
-    if num_classes > 5:
-        top5 = np.argsort(scores, axis=-1)[:, -5:]
-        out["top5_accuracy"] = float(np.mean((top5 == labels[:, None]).any(-1)))
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    ks = {"accuracy": 1, **({"top5_accuracy": 5} if num_classes > 5 else {})}
+    out = {}
+    for name, k in ks.items():
+        hits = [keras.ops.convert_to_numpy(top_k_hits(labels[i:i + 4096], scores[i:i + 4096], k))
+                for i in range(0, len(labels), 4096)]
+        out[name] = float(np.concatenate(hits).mean()) if hits else 0.0
     out["num_examples"] = int(len(labels))
     return out
 

@@ -34,6 +34,7 @@ import dataclasses
 import inspect
 import io
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -41,13 +42,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from zoo.data import (DatasetInfo, Split, drop_bad_images, image_diagnosis, load_synthetic,
-                      load_tfds)
+from zoo.data import (DatasetInfo, Split, class_index, decode_image, drop_bad_images,
+                      image_diagnosis, load_synthetic, load_tfds, to_rgb)
 from zoo.data import boxes as bx
 from zoo.errors import DataError, RecipeError
 from zoo.tasks.base import Task, register_task
-from zoo.data import to_rgb
-from zoo.tasks.classification import read_image
 
 ANCHOR_ARGS = ("min_level", "max_level", "anchor_size", "num_scales", "aspect_ratios")
 MIN_VISIBLE = 0.25  # a cropped box is dropped when less than this fraction of it stays visible
@@ -95,7 +94,7 @@ def _category_extras(num_classes: int, ids=None) -> dict:
     return {"category_ids": list(range(num_classes)) if ids is None else [int(i) for i in ids]}
 
 
-def load_synthetic_detection(data, task, split: str) -> Split:
+def load_synthetic_detection(data, task, split: str, truth=None) -> Split:
     """The shared synthetic source, with the category-id map every detection source records."""
     loaded = load_synthetic(data, task, split)
     loaded.info.extras = {**_category_extras(loaded.info.num_classes), **loaded.info.extras}
@@ -119,7 +118,7 @@ def split_parts(split: str, names: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def load_tfds_detection(data, task, split: str) -> Split:
+def load_tfds_detection(data, task, split: str, truth=None) -> Split:
     """TFDS, where `data.name` may join datasets with "+" ("voc/2007+voc/2012"): TFDS split
     strings cannot span datasets, so each split string applies to every dataset, unless it
     names them ("voc/2007:test", or "voc/2007:train+validation, voc/2012:train")."""
@@ -226,12 +225,17 @@ def parse_coco(data: dict, path) -> tuple:
     return [name for _, name in categories], ids, records
 
 
-def load_coco(data, task, split: str) -> Split:
-    """COCO layout: `<path>/annotations/instances_<split>.json` + `<path>/<split>/<file_name>`."""
+def load_coco(data, task, split: str, truth=None) -> Split:
+    """COCO layout: `<path>/annotations/instances_<split>.json` + `<path>/<split>/<file_name>`;
+    categories are matched by name onto the training split's (`truth`) for the other splits."""
     root = Path(data.path)
     ann_path = root / "annotations" / f"instances_{split}.json"
     names, ids, records = parse_coco(read_coco_json(ann_path), ann_path)
+    index = class_index(names, truth, ann_path)
     image_dir = root / split
+    for file_name, *_ in records:
+        if os.path.isabs(file_name) or os.path.normpath(file_name).split(os.sep)[0] == "..":
+            raise DataError(f"{ann_path}: file_name {file_name!r} leaves the image folder {image_dir}")
     paths = [str(image_dir / r[0]) for r in records]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing and not data.skip_corrupt:
@@ -239,7 +243,7 @@ def load_coco(data, task, split: str) -> Split:
                         f"{len(missing)} missing in all; data.skip_corrupt=true skips them)")
     kept = set(drop_bad_images([p for p in paths if Path(p).is_file()], data.skip_corrupt))
     _warn(ann_path, len(missing), "image file(s) listed but missing, skipped")
-    records = [(p, *r[1:]) for p, r in zip(paths, records) if p in kept]
+    records = [(p, r[1], np.asarray(index, np.int32)[r[2]], *r[3:]) for p, r in zip(paths, records) if p in kept]
     if not records:
         raise DataError(f"no readable images for {ann_path}")
 
@@ -248,13 +252,12 @@ def load_coco(data, task, split: str) -> Split:
         return tf.RaggedTensor.from_row_lengths(
             tf.constant(np.concatenate(rows).astype(dtype)), [len(r) for r in rows])
 
-    dataset = tf.data.Dataset.from_tensor_slices({
+    listed = tf.data.Dataset.from_tensor_slices({
         "path": [r[0] for r in records], "xywh": ragged(1, np.float32), "labels": ragged(2, np.int32),
         "crowd": ragged(3, bool), "area": ragged(4, np.float32)})
 
     def load(record):
-        image = tf.io.decode_image(tf.io.read_file(record["path"]), channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
+        image = decode_image(record["path"])
         shape = tf.shape(image)
         boxes = bx.pixels_to_normalized(bx.xywh_to_yxyx(tf.reshape(record["xywh"], [-1, 4])),
                                         shape[0], shape[1])
@@ -262,8 +265,7 @@ def load_coco(data, task, split: str) -> Split:
                 "labels": record["labels"], "crowd": record["crowd"], "area": record["area"]}
 
     info = DatasetInfo(len(names), names, len(records), _category_extras(len(ids), ids))
-    return Split(dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE), info,
-                 image_diagnosis([r[0] for r in records]))
+    return Split(listed, info, image_diagnosis([r[0] for r in records]), decode=load)
 
 
 def tfds_object_features(tfds_info):
@@ -512,6 +514,7 @@ def to_original_pixels(boxes, height, width, size):
 class Detection(Task):
     name = "detection"
     sources = {"coco": load_coco, "tfds": load_tfds_detection, "synthetic": load_synthetic_detection}
+    min_classes = 1  # a one-class detector (e.g. people) is a real task
 
     # -- data ----------------------------------------------------------------
     def from_tfds(self, tfds_info):
@@ -582,6 +585,9 @@ class Detection(Task):
                               f"got {recipe.data.image_size}")
         return super().model_args(recipe, info)
 
+    def model_num_classes(self, model) -> int:
+        return int(model.output_shape[-1]) - 4  # 4 box deltas, then the class logits
+
     def loss(self, info, **kwargs):
         try:
             return RetinaNetLoss(**kwargs)
@@ -593,7 +599,7 @@ class Detection(Task):
         """Padded detections of a batch of model inputs (yxyx model-input pixels)."""
         config = model_anchor_config(model)
         outputs = model.predict_on_batch(images)
-        num_classes = int(model.output_shape[-1]) - 4
+        num_classes = self.model_num_classes(model)
         result = bx.postprocess(outputs, config.anchors(), num_classes, SCORE_THRESHOLD,
                                 max_detections=MAX_DETECTIONS)
         return {k: v.numpy() for k, v in result.items()}
@@ -619,16 +625,15 @@ class Detection(Task):
         ground_truth = coco_ground_truth(records, info.class_names, category_ids)
         return {**coco_metrics(ground_truth, detections), "num_examples": len(records)}
 
-    def predict(self, model, paths, info, recipe, output_dir):
+    def predict(self, model, inputs, info, recipe, output_dir):
         from PIL import Image, ImageDraw
 
         size = tuple(model_anchor_config(model).image_size)
         category_ids = info.extras.get("category_ids") or list(range(info.num_classes))
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        lines, results = [], []
-        for path in paths:
-            original = read_image(path)
+        results = []
+        for path, original in inputs:
             height, width = int(original.shape[0]), int(original.shape[1])
             image, _, _ = place(original, tf.zeros([0, 4]), size, False, recipe.data.augment)
             found = self.detect(model, image[None])
@@ -646,19 +651,18 @@ class Detection(Task):
                 if score < DISPLAY_THRESHOLD:
                     continue
                 shown += 1
-                lines.append(f"{path}: {name} {score:.3f} [x0 {x0:.1f}, y0 {y0:.1f}, x1 {x1:.1f}, y1 {y1:.1f}]")
+                yield f"{path}: {name} {score:.3f} [x0 {x0:.1f}, y0 {y0:.1f}, x1 {x1:.1f}, y1 {y1:.1f}]"
                 color = _color(label)
                 draw.rectangle([x0, y0, x1, y1], outline=color, width=max(1, round(min(height, width) / 200)))
                 draw.text((x0 + 2, y0 + 1), f"{name} {score:.2f}", fill=color)
             if not shown:
-                lines.append(f"{path}: no detection with score >= {DISPLAY_THRESHOLD}")
+                yield f"{path}: no detection with score >= {DISPLAY_THRESHOLD}"
             out = output_dir / f"{Path(path).stem}_detections.png"
             picture.save(out)
-            lines.append(f"{path}: drawn to {out}")
+            yield f"{path}: drawn to {out}"
         (output_dir / "predictions.json").write_text(json.dumps(results, indent=1))
-        lines.append(f"all detections (score >= {SCORE_THRESHOLD}, dataset category ids, COCO "
-                     f"[x, y, w, h] pixels): {output_dir / 'predictions.json'}")
-        return lines
+        yield (f"all detections (score >= {SCORE_THRESHOLD}, dataset category ids, COCO "
+               f"[x, y, w, h] pixels): {output_dir / 'predictions.json'}")
 
 
 def _color(label: int):

@@ -127,8 +127,9 @@ def _mask_loader(path):
     return _read_mask(path.decode() if isinstance(path, bytes) else str(path))
 
 
-def load_folder(data, task, split: str) -> Split:
-    """`<path>/<split>/images/<stem>.<ext>` + `<path>/<split>/masks/<stem>.png` (255 = ignore)."""
+def load_folder(data, task, split: str, truth=None) -> Split:
+    """`<path>/<split>/images/<stem>.<ext>` + `<path>/<split>/masks/<stem>.png` (255 = ignore);
+    with `truth` (the training split's info), mask values must be below its class count."""
     root = Path(data.path)
     split_dir = root / split
     if not split_dir.is_dir():
@@ -139,11 +140,12 @@ def load_folder(data, task, split: str) -> Split:
         pairs = [(p, m) for p, m in pairs if p in kept]
         if not pairs:
             raise DataError(f"no readable images under {split_dir / 'images'}")
-    largest = max(_scan(pairs, data.num_classes))
-    if largest < 0 and data.num_classes is None:
+    known = truth.num_classes if truth else data.num_classes
+    largest = max(_scan(pairs, known))
+    if largest < 0 and known is None:
         raise DataError(f"every mask pixel under {split_dir / 'masks'} is 255 (ignore): "
                         f"cannot infer num_classes; set data.num_classes")
-    num_classes = data.num_classes or largest + 1
+    num_classes = known or largest + 1
     info = DatasetInfo(num_classes, _class_names(root, num_classes), len(pairs))
 
     def load(image_path, mask_path):
@@ -151,9 +153,8 @@ def load_folder(data, task, split: str) -> Split:
         mask.set_shape([None, None])
         return {"image": decode_image(image_path), "mask": mask}
 
-    dataset = tf.data.Dataset.from_tensor_slices(([p for p, _ in pairs], [m for _, m in pairs]))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    split_obj = Split(dataset, info)
+    records = tf.data.Dataset.from_tensor_slices(([p for p, _ in pairs], [m for _, m in pairs]))
+    split_obj = Split(records, info, decode=load)
 
     def diagnose(error):
         bad = find_bad_image([p for p, _ in pairs])
@@ -472,21 +473,17 @@ class Segmentation(Task):
             count += len(probs)
         return segmentation_metrics(confusion, _names_for(info, num_classes), count)
 
-    def predict(self, model, paths, info, recipe, output_dir):
+    def predict(self, model, inputs, info, recipe, output_dir):
         from PIL import Image
-
-        from zoo.tasks.classification import read_image
 
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         num_classes = int(model.output_shape[-1])
         names = _names_for(info, num_classes)
-        lines = []
-        for path in paths:
-            image = read_image(path)
+        for path, image in inputs:
             height, width = int(image.shape[0]), int(image.shape[1])
-            inputs = resize(tf.cast(image, tf.float32), recipe.data.image_size)
-            probs = np.asarray(model.predict_on_batch(inputs[None]), np.float32)[0]
+            batch = resize(tf.cast(image, tf.float32), recipe.data.image_size)
+            probs = np.asarray(model.predict_on_batch(batch[None]), np.float32)[0]
             probs = tf.image.resize(probs, (height, width), method="bilinear")  # back to the input size
             classes = np.asarray(tf.argmax(probs, axis=-1), np.int64)
             fractions = np.bincount(classes.ravel(), minlength=num_classes) / classes.size
@@ -496,5 +493,4 @@ class Segmentation(Task):
             Image.fromarray(classes.astype(np.uint8)).save(output_dir / f"{Path(path).stem}_mask.png")
             order = np.argsort(fractions)[::-1]
             summary = ", ".join(f"{names[i]} {fractions[i]:.3f}" for i in order if fractions[i] > 0)
-            lines.append(f"{path}: {target} ({summary})")
-        return lines
+            yield f"{path}: {target} ({summary})"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from zoo.data import DatasetInfo, Split, decode_image, find_bad_image
+from zoo.data import DatasetInfo, Split, class_index, decode_image, find_bad_image
 from zoo.data.augment import augment_image
 from zoo.errors import DataError
 from zoo.tasks.base import predict_dataset, register_task
@@ -168,10 +168,13 @@ def clip_diagnosis(frame_clips, video_paths):
     return diagnose
 
 
-def load_folder(data, task, split: str) -> Split:
-    """`<path>/<split>/<class_name>/<clip folder of frames | video file>`, classes = sorted folders."""
+def load_folder(data, task, split: str, truth=None) -> Split:
+    """`<path>/<split>/<class_name>/<clip folder of frames | video file>`, classes = sorted folders
+    (mapped by name onto the training split's, `truth`, for the other splits)."""
     split_dir, classes = class_folders(Path(data.path), split)
+    index = class_index(classes, truth, split_dir)
     items, labels = list_class_files(split_dir, classes, is_clip)
+    labels = [index[label] for label in labels]
     frame_clips, frame_labels, videos, video_labels, skipped = [], [], [], [], 0
     for item, label in zip(items, labels):
         path = Path(item)
@@ -200,24 +203,22 @@ def load_folder(data, task, split: str) -> Split:
     if not frame_clips and not videos:
         raise DataError(f"no readable clips under {split_dir}")
 
-    parts = []
-    if frame_clips:
-        paths = tf.RaggedTensor.from_row_lengths([f for frames in frame_clips for f in frames],
-                                                [len(frames) for frames in frame_clips])
-        parts.append(tf.data.Dataset.from_tensor_slices((paths, tf.constant(frame_labels, tf.int64)))
-                     .map(lambda p, l: {"video": decode_frames(p), "label": l},
-                          num_parallel_calls=tf.data.AUTOTUNE))
-    if videos:
-        def read(path, label):
-            video = tf.numpy_function(read_video_file, [path], tf.uint8, stateful=False)
-            video.set_shape([None, None, None, 3])
-            return {"video": video, "label": label}
+    # One record per clip: its frame files (none for a video file) or its video file (else "").
+    clips = frame_clips + [[] for _ in videos]
+    records = tf.data.Dataset.from_tensor_slices({
+        "frames": tf.RaggedTensor.from_row_lengths(tf.constant([f for c in clips for f in c], tf.string),
+                                                   [len(c) for c in clips]),
+        "file": [""] * len(frame_clips) + videos,
+        "label": tf.constant(frame_labels + video_labels, tf.int64)})
 
-        parts.append(tf.data.Dataset.from_tensor_slices((videos, tf.constant(video_labels, tf.int64)))
-                     .map(read, num_parallel_calls=tf.data.AUTOTUNE))
-    dataset = parts[0] if len(parts) == 1 else parts[0].concatenate(parts[1])
-    info = DatasetInfo(len(classes), classes, len(frame_clips) + len(videos))
-    return Split(dataset, info, clip_diagnosis(frame_clips, videos))
+    def decode(record):
+        video = tf.cond(record["file"] == "", lambda: decode_frames(record["frames"]),
+                        lambda: tf.numpy_function(read_video_file, [record["file"]], tf.uint8, stateful=False))
+        video.set_shape([None, None, None, 3])
+        return {"video": video, "label": record["label"]}
+
+    info = DatasetInfo(len(classes), classes, len(clips))
+    return Split(records, info, clip_diagnosis(frame_clips, videos), decode=decode)
 
 
 # ---------------------------------------------------------------- the task
@@ -286,11 +287,20 @@ class Video(Classification):
         out["num_videos"] = int(len(labels))
         return out
 
-    def predict(self, model, paths, info, recipe, output_dir):
-        lines = []
-        for path in paths:
-            clips = sample_clips(tf.constant(read_clip(path)), recipe.data, False,
-                                 clips=recipe.data.eval_clips)
+    input_kind = "frame images, clip folders or video files"
+
+    def folder_inputs(self, folder):
+        """A folder of frame images is one clip; a folder of clip folders / video files, its clips."""
+        if frame_files(folder):
+            return None
+        return sorted(str(p) for p in folder.iterdir() if is_clip(p))
+
+    def read_input(self, path):
+        """A clip folder or video file -> uint8 (T, H, W, 3)."""
+        return read_clip(path)
+
+    def predict(self, model, inputs, info, recipe, output_dir):
+        for path, video in inputs:
+            clips = sample_clips(tf.constant(video), recipe.data, False, clips=recipe.data.eval_clips)
             probs = np.asarray(model.predict_on_batch(clips), dtype=np.float32).mean(axis=0)
-            lines.append(f"{path}: " + top_k_text(probs, info.class_names))
-        return lines
+            yield f"{path}: " + top_k_text(probs, info.class_names)

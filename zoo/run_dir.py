@@ -1,0 +1,307 @@
+"""A run directory that is never lost or poisoned.
+
+* A lock (`.lock`, holding the trainer's pid) while a process trains in it: a second trainer is
+  refused at once; the OS releases the lock of a process that dies, so a killed run is taken over.
+* Files are written atomically (a temporary file, then a rename): a kill leaves the old or the
+  new version, never half of one.
+* Checkpoints (weights + optimizer state, after every epoch) only ever hold finite weights, and
+  the previous one is kept as a backup copy.
+* `history.csv` has one header and one row per completed epoch, whatever was resumed or re-run.
+* `--resume` refuses, before anything is written, a recipe whose model or data shapes differ
+  from the run's.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from zoo.errors import ZooError
+
+LOCK_NAME = ".lock"
+STATE_NAME = "state.json"
+# Recipe keys that fix the model or the shapes of its data: a resumed run cannot change them.
+FIXED_ON_RESUME = ("task", "model", "data.image_size", "data.num_classes", "data.num_frames",
+                   "train.optimizer.name", "runtime.mixed_precision")
+
+
+def write_atomic(path: Path, text: str):
+    """Write via a temporary file and rename, so a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path: Path):
+    tmp = path.with_name("tmp-" + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ lock
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold the run directory's lock (creating the directory) while the block runs; a directory
+    this call created and nothing else wrote to is removed again when the block fails."""
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    lock_path = path / LOCK_NAME
+    handle = open(lock_path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ZooError(f"{path} is in use: process {holder} is training in it "
+                       f"(wait for it to finish, or choose another --output)") from None
+    handle.seek(0)
+    previous = handle.read().strip()
+    if previous:
+        print(f"note: process {previous} ended without releasing {lock_path} (killed?); "
+              f"taking the run directory over", flush=True)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    try:
+        yield
+    except BaseException:
+        if created and [p.name for p in path.iterdir()] == [LOCK_NAME]:
+            lock_path.unlink()
+            path.rmdir()
+        raise
+    finally:
+        if not handle.closed and lock_path.exists():
+            handle.truncate(0)  # a released lock is empty; a pid left in it means its holder died
+        handle.close()
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def _flatten(tree: dict, prefix="") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
+    """Compare a resumed run's new recipe and classes with the saved ones before anything is
+    written: keys that fix the model or data shapes must not change (ZooError naming them);
+    returns the other changed keys as "key: old -> new" lines."""
+    from zoo.recipe import load_recipe
+
+    saved_path = out / "recipe.yaml"
+    if not saved_path.is_file():
+        return []
+    old = _flatten(load_recipe(saved_path).to_dict())
+    new = _flatten(recipe.to_dict())
+    changed = [k for k in sorted(old.keys() | new.keys()) if k != "name" and old.get(k) != new.get(k)]
+    fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in FIXED_ON_RESUME)]
+    if fixed:
+        details = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
+        raise ZooError(f"--resume: {details}: these keys fix the model or its data shapes and cannot "
+                       f"change in a resumed run (start a new run with another --output)")
+    meta = out / "dataset.json"
+    if meta.is_file():
+        saved_classes = json.loads(meta.read_text()).get("class_names")
+        if saved_classes is not None and list(saved_classes) != list(class_names):
+            raise ZooError(f"--resume: the training data's classes changed since the run started "
+                           f"({len(saved_classes)} -> {len(class_names)} classes: "
+                           f"{_preview(saved_classes)} -> {_preview(class_names)})")
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
+
+
+def _preview(names, n=6) -> str:
+    names = [str(x) for x in names]
+    return "[" + ", ".join(names[:n]) + (", ..." if len(names) > n else "") + "]"
+
+
+# ------------------------------------------------------------------------------ divergence
+
+
+def weights_finite(model) -> bool:
+    variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
+    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in variables
+               if keras.backend.is_float_dtype(v.dtype))
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss (NaN or infinite), or at an epoch that ends
+    with non-finite weights, and keeps what an honest message needs: where, the learning rate
+    then, and how the loss moved before."""
+
+    def __init__(self):
+        super().__init__()
+        self.report = None
+        self.recent = collections.deque(maxlen=200)  # per-step training losses, oldest first
+
+    @property
+    def tripped(self) -> bool:
+        return self.report is not None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.steps, self.mean = epoch, 0, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or self.tripped:
+            return
+        loss, steps = float(loss), batch + 1
+        if math.isfinite(loss):  # the logs hold the epoch's running mean: recover these steps' loss
+            self.recent.append((steps * loss - self.steps * self.mean) / max(steps - self.steps, 1))
+            self.steps, self.mean = steps, loss
+            return
+        self._trip(f"the training loss became {loss} at epoch {self.epoch + 1}, batch {steps}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.tripped and not weights_finite(self.model):
+            self._trip(f"the weights became non-finite at the end of epoch {epoch + 1} "
+                       f"(the loss was still finite)")
+
+    def _trip(self, where: str):
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.report = {"where": where, "learning_rate": lr, "recent": list(self.recent)}
+        self.model.stop_training = True
+
+    def message(self, policy: str, checkpoint_epoch: int, checkpoints: Path) -> str:
+        report, lr = self.report, self.report["learning_rate"]
+        recent = report["recent"]
+        if not recent:
+            cause = ("no step of this run had a finite loss, so no update is to blame: check the "
+                     "data (labels, pixel values) and the model's settings")
+        else:
+            low, last = min(recent), recent[-1]
+            rise = next((i for i in range(len(recent)) if recent[i] == low), 0)
+            if last > 10 * max(low, 1e-12) or "weights" in report["where"]:
+                cause = (f"the loss had risen from {low:.4g} to {last:.4g} over the last "
+                         f"{len(recent) - rise} step(s): the updates diverged, so lower "
+                         f"train.optimizer.learning_rate (or the schedule's peak), or set "
+                         f"train.optimizer.clipnorm")
+            else:
+                cause = (f"the loss was steady until then (last {last:.4g}, lowest {low:.4g}): a sudden "
+                         f"non-finite loss points at that batch's data or at a numerical overflow in "
+                         f"the model{' under ' + policy if 'float16' in policy else ''}, not at the "
+                         f"learning rate")
+        if checkpoint_epoch:
+            saved = (f"{checkpoints} keeps epoch {checkpoint_epoch}, the last with finite weights: "
+                     f"change the recipe, then train again with --resume")
+        else:
+            saved = "no epoch ended with finite weights, so there is no checkpoint to resume from"
+        return f"training diverged: {report['where']} (learning rate {lr:.4g} then); {cause}; {saved}"
+
+
+# ------------------------------------------------------------------------------ history
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """`history.csv`: one header, one row per completed epoch, rewritten atomically at each
+    epoch's end (a resumed or re-run epoch replaces its row; a diverged epoch adds none)."""
+
+    def __init__(self, path: Path, initial_epoch: int, guard: DivergenceGuard):
+        super().__init__()
+        self.path, self.guard = Path(path), guard
+        self.rows = [r for r in self._read() if int(r["epoch"]) < initial_epoch]
+
+    def _read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as f:
+            return [r for r in csv.DictReader(f) if (r.get("epoch") or "").isdigit()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.tripped:
+            return
+        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch] + [row]
+        columns = list(dict.fromkeys(k for r in self.rows for k in r))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_atomic(self.path, text.getvalue())
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """`checkpoints/`: the training state (weights and optimizer) after each epoch that ended
+    with finite weights, written to a temporary file and renamed; `state.json` names the latest
+    and the previous (backup) file. `restore` continues from them."""
+
+    def __init__(self, directory: Path, guard: DivergenceGuard):
+        super().__init__()
+        self.directory, self.guard = Path(directory), guard
+        self.state = self._read_state()
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed in the latest checkpoint (0: none)."""
+        return self.state["epoch"] if self.state else 0
+
+    def _read_state(self) -> dict | None:
+        path = self.directory / STATE_NAME
+        if path.is_file():
+            return json.loads(path.read_text())
+        legacy = self.directory / "training_metadata.json"  # written by keras' BackupAndRestore
+        if legacy.is_file() and (self.directory / "latest.weights.h5").is_file():
+            return {"epoch": json.loads(legacy.read_text())["epoch"], "weights": "latest.weights.h5"}
+        return None
+
+    def restore(self, model) -> int:
+        """Load the latest readable checkpoint into `model`; the completed epochs (0: none)."""
+        if self.state is None:
+            return 0
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        latest = (self.state["epoch"], self.state["weights"])
+        failure = None
+        for epoch, name in [latest] + ([tuple(self.state["previous"])] if self.state.get("previous") else []):
+            try:
+                model.load_weights(self.directory / name)
+            except OSError as err:  # unreadable (e.g. damaged on disk): try the backup copy
+                failure = failure or f"{name} ({str(err).splitlines()[0]})"
+                continue
+            except ValueError as err:
+                raise ZooError(f"--resume: the checkpoint {self.directory / name} does not fit the model "
+                               f"this recipe builds ({str(err).strip().splitlines()[0]})") from None
+            if failure:
+                print(f"warning: checkpoint {failure} could not be read; resumed from the backup "
+                      f"copy {name} (epoch {epoch})", flush=True)
+            self.state = {"epoch": epoch, "weights": name}
+            return epoch
+        raise ZooError(f"--resume: no readable checkpoint in {self.directory}: {failure}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.tripped:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        tmp = self.directory / f"tmp-{name}"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.directory / name)
+        previous = [self.state["epoch"], self.state["weights"]] if self.state else None
+        self.state = {"epoch": epoch + 1, "weights": name, "previous": previous}
+        write_atomic(self.directory / STATE_NAME, json.dumps(self.state))
+        keep = {name, STATE_NAME} | ({previous[1]} if previous else set())
+        for path in self.directory.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
