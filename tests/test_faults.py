@@ -277,3 +277,21 @@ def test_a_run_checkpointed_by_keras_backup_and_restore_resumes(tmp_path):
                                "previous": [2, "latest.weights.h5"]}  # the old file is the backup
     assert sorted(p.name for p in checkpoints.iterdir()) == [
         "epoch-0003.weights.h5", "latest.weights.h5", "state.json"]
+
+
+def test_an_infinite_loss_stops_training_like_nan():
+    from zoo.run_dir import DivergenceGuard
+
+    model = zoo.create_model("digits_cnn")
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    guard = DivergenceGuard()
+    guard.set_model(model)
+    guard.on_epoch_begin(0)
+    for batch, running_mean in enumerate([0.5, 0.45, 0.4]):
+        guard.on_train_batch_end(batch, {"loss": running_mean})
+    assert not guard.tripped
+    guard.on_train_batch_end(3, {"loss": float("inf")})
+    assert guard.tripped and model.stop_training
+    message = guard.message("float32", 0, Path("checkpoints"))
+    assert "the training loss became inf at epoch 1, batch 4" in message
+    assert "was steady until then (last 0.3" in message  # per-step losses 0.5, 0.4, 0.3
