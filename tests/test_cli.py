@@ -199,3 +199,11 @@ def test_console_script_exit_status(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "zoo: error: train.epochs: expected a positive number, got -1"
     assert "Traceback" not in done.stderr
+
+
+def test_output_cut_short_by_a_pipe_reader_is_no_error():
+    """`zoo list | true`: the reader leaves before zoo writes; that is no error."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m zoo.cli list | true"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "zoo: error" not in done.stderr and "BrokenPipe" not in done.stderr

@@ -162,6 +162,7 @@ def test_augmentation_keeps_image_and_mask_aligned():
     augment = AugmentConfig(flip=True, crop_padding=4, random_resized_crop=True, crop_scale=[0.5, 1.0],
                             scale_jitter=[0.8, 1.25])
     tf.random.set_seed(1)
+    aligned, control = [], []
     for _ in range(12):
         out_image, out_mask = augment_image_and_mask(tf.constant(image), tf.constant(mask), [48, 48],
                                                      augment, training=True)
@@ -170,13 +171,17 @@ def test_augmentation_keeps_image_and_mask_aligned():
         assert set(np.unique(out_mask)) <= {0, 1, 2, 3, 255}  # nearest neighbour: no new ids
         classes = np.round(out_image[..., 0] / 60.0)
         labelled = out_mask != 255
-        assert np.mean(classes[labelled] == out_mask[labelled]) > 0.85
+        aligned.append(np.mean(classes[labelled] == out_mask[labelled]))
         flipped = out_mask[:, ::-1]
         both = labelled & (flipped != 255)
-        assert np.mean(classes[both] == flipped[both]) < 0.6
+        control.append(np.mean(classes[both] == flipped[both]))
         ignored = out_mask == 255
         if ignored.any():  # padding: 0 in the image, 255 in the mask (bilinear edges aside)
             assert np.mean(out_image[ignored][:, 0] < 60) > 0.8
+    # Over 300 draws: aligned 0.83-0.99 (median 0.92; small scales blend more block edges),
+    # the flipped control 0.02-0.55 (median 0.24).
+    assert min(aligned) > 0.75 and np.mean(aligned) > 0.88
+    assert max(control) < 0.65 and np.mean(control) < 0.4
     # Evaluation: a plain resize (nearest for the mask), no randomness.
     out_image, out_mask = augment_image_and_mask(tf.constant(image), tf.constant(mask), [24, 25],
                                                  augment, training=False)

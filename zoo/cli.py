@@ -120,6 +120,7 @@ def main(argv=None) -> int:
 
     try:
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
     except ZooError as err:
         if args.debug:
             raise
@@ -128,6 +129,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `zoo list | head`: the reader has gone, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except Exception as err:  # anything else is our bug or the machine's: one line, status 1
         if args.debug:
             raise
