@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from zoo import run_dir, runtime
-from zoo.data import DatasetInfo, load_split
+from zoo.data import DatasetInfo, load_split, preview
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model
 from zoo.optim import build_optimizer
@@ -126,7 +126,7 @@ def _with_num_classes(recipe, info):
 def _check_classes(task, info):
     if info.num_classes < task.min_classes:
         raise DataError(f"the training split has {info.num_classes} class(es) "
-                        f"({', '.join(map(str, info.class_names)) or 'none'}): {task.name} needs at "
+                        f"({preview(info.class_names) or 'none'}): {task.name} needs at "
                         f"least {task.min_classes}")
 
 
@@ -244,15 +244,10 @@ def evaluate(recipe, weights=None, output_dir=None) -> dict:
     predicted = task.model_num_classes(model)
     if predicted != info.num_classes:
         raise ZooError(f"the model predicts {predicted} classes but the evaluation data has "
-                       f"{info.num_classes} ({_names(info.class_names)}): the weights {weights} were "
+                       f"{info.num_classes} ({preview(info.class_names)}): the weights {weights} were "
                        f"not trained on these classes")
     with data_errors(split):
         metrics = task.evaluate(model, dataset, info)
     if output_dir is not None:
         write_metrics(output_dir, metrics)
     return metrics
-
-
-def _names(names, n=6) -> str:
-    names = [str(x) for x in names]
-    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")

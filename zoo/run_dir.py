@@ -26,6 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo.data import preview
 from zoo.errors import ZooError
 
 LOCK_NAME = ".lock"
@@ -125,13 +126,8 @@ def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
         if saved_classes is not None and list(saved_classes) != list(class_names):
             raise ZooError(f"--resume: the training data's classes changed since the run started "
                            f"({len(saved_classes)} -> {len(class_names)} classes: "
-                           f"{_preview(saved_classes)} -> {_preview(class_names)})")
+                           f"[{preview(saved_classes)}] -> [{preview(class_names)}])")
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
-
-
-def _preview(names, n=6) -> str:
-    names = [str(x) for x in names]
-    return "[" + ", ".join(names[:n]) + (", ..." if len(names) > n else "") + "]"
 
 
 # ------------------------------------------------------------------------------ divergence

@@ -83,11 +83,17 @@ def class_index(names: list[str], truth: DatasetInfo | None, where) -> list[int]
     unknown = [str(n) for n in names if str(n) not in known]
     if unknown:
         raise DataError(f"{where} has class(es) the training split lacks: {', '.join(unknown)} "
-                        f"(training classes: {', '.join(known)})")
+                        f"(training classes: {preview(known)})")
     absent = [n for n in known if n not in map(str, names)]
     if absent:
-        print(f"warning: {where} has no examples of training class(es) {', '.join(absent)}", flush=True)
+        print(f"warning: {where} has no examples of training class(es) {preview(absent, 20)}", flush=True)
     return [known.index(str(n)) for n in names]
+
+
+def preview(names, n=6) -> str:
+    """The first `n` of a list of (class) names for a one-line message, "..." for the rest."""
+    names = [str(x) for x in names]
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
 
 
 # ---------------------------------------------------------------- tfds
@@ -166,12 +172,20 @@ def to_rgb(image):
     return image[..., :3] if channels == 4 else image
 
 
+def read_image(path) -> tf.Tensor:
+    """An image file as uint8 RGB; a DataError naming the file when it cannot be read."""
+    try:
+        return decode_image(str(path))
+    except tf.errors.OpError:  # missing, unreadable, corrupt or not an image
+        raise DataError(f"cannot read image file: {path}") from None
+
+
 def find_bad_image(paths) -> str | None:
     """The first file that does not decode as an image, or None."""
     for path in paths:
         try:
-            decode_image(str(path))
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            read_image(path)
+        except DataError:
             return str(path)
     return None
 

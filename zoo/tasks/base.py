@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, decode_image
+from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, read_image
 from zoo.errors import DataError
 
 TASKS: dict[str, "Task"] = {}
@@ -21,14 +21,6 @@ def predict_dataset(model, dataset):
     scores = model.predict(dataset.map(lambda inputs, targets: inputs), verbose=0)
     targets = [t for t in dataset.map(lambda inputs, targets: targets).as_numpy_iterator()]
     return scores, np.concatenate(targets)
-
-
-def read_image(path) -> tf.Tensor:
-    """An image file as uint8 RGB; a DataError naming the file when it cannot be read."""
-    try:
-        return decode_image(str(path))
-    except tf.errors.OpError:  # missing, unreadable, corrupt or not an image
-        raise DataError(f"cannot read image file: {path}") from None
 
 
 def register_task(cls):
@@ -49,6 +41,7 @@ class Task:
     sources: dict = {}  # task-specific data sources: name -> fn(data_config, task, split, truth) -> Split
     min_classes: int = 2  # fewer classes in the training split is an error (one class: nothing to learn)
     input_key: str = "image"  # canonical example key that holds the model input
+    input_kind: str = f"image files ({', '.join(IMAGE_EXTENSIONS)})"  # what `zoo predict` reads
 
     # -- data --------------------------------------------------------------
     def from_tfds(self, tfds_info) -> tuple:
@@ -129,8 +122,6 @@ class Task:
                 raise DataError(f"no {self.input_kind} in {path}")
             expanded += [path] if entries is None else entries
         return expanded
-
-    input_kind = f"image files ({', '.join(IMAGE_EXTENSIONS)})"
 
     def folder_inputs(self, folder: Path) -> list[str] | None:
         """The inputs a folder holds, by name (None: the folder is one input itself)."""

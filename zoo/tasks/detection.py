@@ -231,7 +231,7 @@ def load_coco(data, task, split: str, truth=None) -> Split:
     root = Path(data.path)
     ann_path = root / "annotations" / f"instances_{split}.json"
     names, ids, records = parse_coco(read_coco_json(ann_path), ann_path)
-    index = class_index(names, truth, ann_path)
+    index = np.asarray(class_index(names, truth, ann_path), np.int32)  # this file's -> training's
     image_dir = root / split
     for file_name, *_ in records:
         if os.path.isabs(file_name) or os.path.normpath(file_name).split(os.sep)[0] == "..":
@@ -243,7 +243,7 @@ def load_coco(data, task, split: str, truth=None) -> Split:
                         f"{len(missing)} missing in all; data.skip_corrupt=true skips them)")
     kept = set(drop_bad_images([p for p in paths if Path(p).is_file()], data.skip_corrupt))
     _warn(ann_path, len(missing), "image file(s) listed but missing, skipped")
-    records = [(p, r[1], np.asarray(index, np.int32)[r[2]], *r[3:]) for p, r in zip(paths, records) if p in kept]
+    records = [(p, r[1], index[r[2]], *r[3:]) for p, r in zip(paths, records) if p in kept]
     if not records:
         raise DataError(f"no readable images for {ann_path}")
 

@@ -231,6 +231,7 @@ class Video(Classification):
     name = "video"
     sources = {"folder": load_folder}
     input_key = "video"
+    input_kind = "frame images, clip folders or video files"
 
     def from_tfds(self, tfds_info):
         import tensorflow_datasets as tfds
@@ -286,8 +287,6 @@ class Video(Classification):
         out["video_accuracy"] = float(np.mean(video_scores.argmax(-1) == labels))
         out["num_videos"] = int(len(labels))
         return out
-
-    input_kind = "frame images, clip folders or video files"
 
     def folder_inputs(self, folder):
         """A folder of frame images is one clip; a folder of clip folders / video files, its clips."""
