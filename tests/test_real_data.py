@@ -55,6 +55,20 @@ def test_class_sorted_folder_larger_than_the_buffer_is_shuffled(tmp_path, cache)
     assert not np.array_equal(one, other)
 
 
+def test_short_epochs_reach_every_class(tmp_path):
+    """train.steps_per_epoch shorter than the split (the data repeats): before the fix, epochs of
+    a few batches only ever saw the first classes of a sorted folder."""
+    root = write_sorted_folder(tmp_path / "data")
+    recipe = tiny("digits_cnn", "data.source=folder", f"data.path={root}", "data.image_size=[4, 4]",
+                  f"data.shuffle_buffer={BUFFER}", "data.batch_size=25", "train.steps_per_epoch=4")
+    task = get_task("classification")
+    for cache in (False, True):
+        batches = task.make_dataset(load_split(recipe, task, "train"), recipe, True, cache).take(8)
+        labels = [set(y.numpy()) for _, y in batches]
+        assert len(set().union(*labels[:4])) == NUM_CLASSES  # the first 4-batch epoch: every class
+        assert all(len(batch) >= 6 for batch in labels)
+
+
 def test_every_folder_source_shuffles_before_decoding(tmp_path):
     """Segmentation masks, COCO images and video clips listed class by class come out mixed."""
     seg, coco, video = tmp_path / "seg", tmp_path / "coco", tmp_path / "video"
@@ -225,3 +239,24 @@ def test_epoch_logs_and_metrics_json_agree(tmp_path):
     last = run.history
     for key in ("accuracy", "top5_accuracy"):
         assert last[f"val_{key}"][-1] == pytest.approx(run.metrics[key], abs=1e-6)
+
+
+def test_tied_scores_give_the_same_top5_in_keras_logs_and_in_evaluation():
+    """The case that showed two definitions: a diverged model whose outputs all tie. The epoch
+    logs come from the compiled metrics (`model.evaluate` computes them the same way as fit's
+    validation); metrics.json from Task.evaluate."""
+    recipe = tiny("digits_cnn")
+    task = get_task("classification")
+    split = load_split(recipe, task, "test")
+    model = zoo.create_model("digits_cnn")
+    dense = model.get_layer("predictions_dense")
+    dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])  # a uniform softmax: all tie
+    model.compile(loss=task.loss(split.info), metrics=task.metrics(split.info))
+    dataset = task.make_dataset(split, recipe, False, cache=False)
+    logged = model.evaluate(dataset, return_dict=True, verbose=0)
+    measured = task.evaluate(model, dataset, split.info)
+    labels = np.concatenate([y for _, y in dataset.as_numpy_iterator()])
+    assert measured["top5_accuracy"] == pytest.approx(np.mean(labels < 5))  # ties go by class index
+    assert measured["accuracy"] == pytest.approx(np.mean(labels == 0))
+    for key in ("accuracy", "top5_accuracy"):
+        assert logged[key] == pytest.approx(measured[key], abs=1e-6)
