@@ -54,10 +54,7 @@ def resolve_output_dir(recipe: Recipe, output_dir, resume: bool) -> Path:
         while path.exists():
             path, n = runs / f"{stamp}-{n}", n + 1
         return path
-    path = Path(output_dir)
-    if not resume and ((path / "checkpoints").exists() or (path / "model.keras").exists()):
-        raise ZooError(f"{path} already holds a run; pass --resume to continue it or choose another --output")
-    return path
+    return Path(output_dir)
 
 
 @contextlib.contextmanager
@@ -134,7 +131,9 @@ def train(recipe, output_dir=None, resume: bool = False) -> Run:
     """Train a recipe; write recipe.yaml, history.csv, model.keras, metrics.json, logs/."""
     recipe = _as_recipe(recipe)
     out = resolve_output_dir(recipe, output_dir, resume)
-    with run_dir.locked(out):
+    with run_dir.locked(out):  # first: a trainer already in `out` is named, with --resume or without
+        if not resume and ((out / "checkpoints").exists() or (out / "model.keras").exists()):
+            raise ZooError(f"{out} already holds a run; pass --resume to continue it or choose another --output")
         return _train(recipe, out, resume)
 
 
