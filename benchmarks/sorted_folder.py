@@ -48,7 +48,7 @@ from keras import layers  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.tasks.classification import load_digits  # noqa: E402
+from zoo.tasks.classification.sources import load_digits  # noqa: E402
 
 SIZE = 28
 BATCH = 128

@@ -11,8 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.registry import get_entry  # noqa: E402
-from zoo.weights import KERAS_APPLICATIONS, format_metrics, format_shape, pretrained_specs  # noqa: E402
+from zoo.cli import format_metrics, format_shape  # noqa: E402
+from zoo.models import get_entry  # noqa: E402
+from zoo.registry import KERAS_APPLICATIONS, pretrained_specs  # noqa: E402
 
 HEADER = """# Models
 
@@ -21,7 +22,7 @@ Parameters are counted at the default input shape with the builder's default `nu
 (BatchNorm moving statistics included, as Keras counts them). Every model takes raw pixels
 (0..255) and normalizes them itself.
 
-| name | task | params | input | pretrained | source |
+| name | task | params | input | pretrained | citation |
 | --- | --- | ---: | --- | --- | --- |
 """
 
@@ -70,7 +71,7 @@ def main():
         model = zoo.create_model(name)
         shape = "x".join(map(str, entry.input_shape))
         tags = ", ".join(entry.pretrained) or "—"
-        rows.append(f"| `{name}` | {entry.task} | {model.count_params():,} | {shape} | {tags} | {entry.source} |")
+        rows.append(f"| `{name}` | {entry.task} | {model.count_params():,} | {shape} | {tags} | {entry.citation} |")
         keras.backend.clear_session()
     text = HEADER + "\n".join(rows) + "\n" + WEIGHTS_HEADER + "\n".join(weights_rows()) + "\n"
     Path(__file__).with_name("models.md").write_text(text)

@@ -27,6 +27,10 @@ def test_list_and_recipes(capsys):
     assert code == 0 and "digits_cnn" in out and "cifar10_resnet56" in out
     code, out, _ = run_cli(capsys, "recipes", "cifar*")
     assert "digits_cnn" not in out
+    code, out, _ = run_cli(capsys, "recipes", "--task", "video")
+    rows = [line.split() for line in out.splitlines()]
+    assert {row[0] for row in rows} == {"moving_shapes_cnn_lstm", "moving_shapes_frame_avg", "ucf101_cnn_lstm"}
+    assert all(row[1] == "video" for row in rows)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -152,9 +156,10 @@ def test_predict_yields_each_input_before_reading_the_next(tmp_path, digits_run,
     task, read = get_task("classification"), []
     original = task.read_input
     monkeypatch.setattr(task, "read_input", lambda path: read.append(path) or original(path))
-    lines = iter_predict(digits_run, paths)
-    assert next(lines).startswith(f"{paths[0]}: ") and read == paths[:1]
-    assert len(list(lines)) == 2 and read == paths
+    predictions = iter_predict(digits_run, paths)
+    first = next(predictions)
+    assert first["input"] == paths[0] and len(first["top_k"]) == 5 and read == paths[:1]
+    assert [p["input"] for p in predictions] == paths[1:] and read == paths
 
 
 def test_predict_detection_folder_writes_one_predictions_json(capsys, tmp_path):

@@ -11,12 +11,16 @@ from PIL import Image
 import zoo
 from conftest import tiny
 from zoo.data import boxes as bx
+from zoo.data import load_split, read_image
 from zoo.data.synthetic import generate
-from zoo.errors import DataError
-from zoo.models.retinanet import AnchorOutputs
+from zoo.errors import DataError, RecipeError
+from zoo.models.layers import AnchorOutputs
 from zoo.tasks import get_task
-from zoo.tasks.detection import (FocalLoss, RetinaNetLoss, coco_ground_truth, coco_metrics,
-                                 model_anchor_config, parse_coco, recipe_anchor_config, split_parts)
+from zoo.tasks.detection import model_anchor_config
+from zoo.tasks.detection.evaluation import coco_ground_truth, coco_metrics, detector
+from zoo.tasks.detection.geometry import place, to_original_pixels
+from zoo.tasks.detection.losses import RetinaNetLoss
+from zoo.tasks.detection.sources import parse_coco, read_coco_json, split_parts
 
 # A detector small enough for CPU tests: a 2-conv backbone, levels P2-P3 on 64x64 inputs.
 TINY = ["model.backbone=simple_cnn", "model.min_level=2", "model.max_level=3",
@@ -45,14 +49,34 @@ def test_anchor_count_and_layout():
     np.testing.assert_allclose((anchors[-1, :2] + anchors[-1, 2:]) / 2, 64.0, atol=1e-5)
 
 
-def test_model_output_matches_the_recipe_anchor_grid():
+def tiny_detector(num_classes=3, **kwargs):
+    return zoo.create_model("retinanet_small", num_classes=num_classes, input_shape=(64, 64, 3),
+                            backbone="simple_cnn", min_level=2, max_level=3, anchor_size=2.0,
+                            fpn_channels=32, **kwargs)
+
+
+def test_training_targets_use_the_attached_model_anchor_grid():
     recipe = tiny("shapes_retinanet", *TINY)
     task = get_task("detection")
     model = zoo.create_model(recipe.model.name, num_classes=3, input_shape=(64, 64, 3),
                              **recipe.model.params)
-    assert model_anchor_config(model) == recipe_anchor_config(recipe)
-    assert model.output_shape == (None, recipe_anchor_config(recipe).num_anchors, 4 + 3)
-    assert task.name == "detection"
+    config = model_anchor_config(model)
+    assert config == bx.AnchorConfig((64, 64), min_level=2, max_level=3, anchor_size=2.0,
+                                     num_scales=3, aspect_ratios=(0.5, 1.0, 2.0))
+    assert model.output_shape == (None, config.num_anchors, 4 + 3)
+    example = {k: tf.constant(v) for k, v in generate("shapes_detection", 0, 0, (64, 64)).items()}
+    task.attach(model)
+    image, targets = task.prepare(example, recipe, None, False)
+    assert image.shape == (64, 64, 3) and targets.shape == (config.num_anchors, 5)
+    expected = bx.match_anchors(config.anchors(), *bx.pad_boxes(
+        bx.normalized_to_pixels(example["boxes"], 64, 64), example["labels"], recipe.data.max_boxes))
+    np.testing.assert_allclose(targets.numpy(), expected.numpy(), atol=1e-5)
+    assert (targets.numpy()[:, 4] >= 0).sum() >= len(example["labels"])  # every box has an anchor
+    # A recipe whose image size is not the model's: one line naming data.image_size.
+    other = tiny("shapes_retinanet", *TINY, "data.image_size=[96, 96]")
+    with pytest.raises(RecipeError, match=r"^data.image_size: \[96, 96\], but the model's anchor grid "
+                                          r"is for 64x64 inputs$"):
+        task.make_dataset(load_split(other, task, "test"), other, False, cache=False)
 
 
 def test_matching_on_hand_made_boxes():
@@ -110,11 +134,37 @@ def test_nms_is_per_class_padded_and_fixed_size():
     np.testing.assert_allclose(found["boxes"][0][2], [40, 40, 50, 50], atol=1e-4)
 
 
+def test_detector_runs_decode_and_nms_in_one_graph():
+    """`detector(model)`: the padded detections of `bx.postprocess` on the raw outputs,
+    computed inside one Keras graph, through `predict`; built once per model."""
+    import gc
+    import weakref
+
+    from conftest import perturb
+
+    model = tiny_detector(prior_probability=0.3)  # scores above the 0.05 threshold
+    perturb(model)  # and off their uniform prior, so NMS has something to sort
+    images = np.random.default_rng(0).uniform(0, 255, (5, 64, 64, 3)).astype(np.float32)
+    run = detector(model)
+    assert detector(model) is run
+    found = run.predict(images, batch_size=2, verbose=0)
+    assert sorted(found) == ["boxes", "classes", "num_detections", "scores"]
+    assert found["boxes"].shape == (5, 100, 4) and found["classes"].dtype == np.int32
+    eager = bx.postprocess(model.predict_on_batch(images), model_anchor_config(model).anchors(), 3,
+                           0.05, max_detections=100)
+    for key, value in eager.items():
+        np.testing.assert_allclose(found[key], value.numpy(), atol=1e-4, err_msg=key)
+    assert found["num_detections"].min() > 10
+    # The cache does not keep a model alive.
+    ref = weakref.ref(model)
+    del model, run
+    gc.collect()
+    assert ref() is None
+
+
 def test_box_aware_augmentation_keeps_boxes_on_their_pixels():
     """Letterbox + flip + scale jitter: every kept box still frames its white rectangle."""
     from types import SimpleNamespace
-
-    from zoo.tasks.detection import place, to_original_pixels
 
     image = np.zeros((60, 90, 3), np.uint8)
     rects = [(5, 10, 25, 40), (30, 50, 55, 85), (40, 2, 58, 20)]  # y0, x0, y1, x1 pixels
@@ -139,6 +189,10 @@ def test_box_aware_augmentation_keeps_boxes_on_their_pixels():
     assert keep.numpy().all() and out.numpy()[43:].max() == 0  # 60 * 64/90 = 42.7 rows, then padding
     back = to_original_pixels(pixels.numpy(), 60, 90, (64, 64))
     np.testing.assert_allclose(back, np.array(rects, np.float64), atol=0.01)
+    # A box reaching into the padding (60 x 90 fills 43 x 64 of the input) is clipped to the
+    # original image: y 40 -> 40 * 60 / 43, x 60 -> 60 * 90 / 64 = 84.375, the rest to the border.
+    np.testing.assert_allclose(to_original_pixels([[40, 60, 50, 70]], 60, 90, (64, 64)),
+                               [[40 * 60 / 43, 84.375, 60, 90]], rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------ losses
@@ -166,10 +220,13 @@ def test_focal_loss_matches_numpy():
     classes = rng.choice([-2, -1, -1, 0, 1, 2], size=(3, 20)).astype(np.float32)
     logits = rng.normal(0, 3, (3, 20, 3)).astype(np.float32)
     expected = numpy_focal(classes, logits)
-    np.testing.assert_allclose(float(FocalLoss()(classes, logits)), expected, rtol=1e-5)
-    # The detection loss = focal + smooth-L1 on positives, both over the batch's positives.
     deltas = rng.normal(0, 1, (3, 20, 4)).astype(np.float32)
     targets = rng.normal(0, 1, (3, 20, 4)).astype(np.float32)
+    # The focal term alone: per-image values whose batch mean is the sum over the positives.
+    focal, _ = RetinaNetLoss().parts(np.concatenate([targets, classes[..., None]], -1),
+                                     np.concatenate([deltas, logits], -1))
+    np.testing.assert_allclose(float(np.mean(focal)), expected, rtol=1e-5)
+    # The detection loss = focal + smooth-L1 on positives, both over the batch's positives.
     diff = np.abs(targets - deltas)
     smooth = np.where(diff < 0.11, 0.5 * diff ** 2 / 0.11, diff - 0.055).sum(-1)
     box = (smooth * (classes >= 0)).sum() / (classes >= 0).sum()
@@ -250,17 +307,28 @@ def test_shapes_training_learns(tmp_path):
     # Evaluating the saved model re-measures the same numbers.
     again = zoo.evaluate(run.output_dir / "recipe.yaml", weights=run.output_dir / "model.keras")
     assert again["mAP50"] == pytest.approx(metrics["mAP50"], abs=1e-6)
-    # Prediction: pixel boxes, class names, a drawn picture.
+    # Prediction: one dict per image (the objects drawn, original-image pixels), the picture,
+    # every detection in predictions.json, then a line saying where that file is.
     image = generate("shapes_detection", 0, 5, (64, 64))["image"]
-    Image.fromarray(image).resize((128, 96)).save(tmp_path / "shapes.png")
-    from zoo.predict import predict
+    path = str(tmp_path / "shapes.png")
+    Image.fromarray(image).resize((128, 96)).save(path)
+    from zoo.predict import load_run
 
-    lines = predict(run.output_dir, [str(tmp_path / "shapes.png")], tmp_path / "pred")
-    assert (tmp_path / "pred" / "shapes_detections.png").is_file()
-    results = json.loads((tmp_path / "pred" / "predictions.json").read_text())
-    assert results and all(r["category"] in ("circle", "square", "triangle") for r in results)
-    assert all(0 <= r["bbox"][0] <= 128 and 0 <= r["bbox"][1] <= 96 for r in results)
-    assert any("drawn to" in line for line in lines)
+    model, saved, info, _ = load_run(run.output_dir)
+    task = get_task("detection")
+    first, last = task.predict(model, [(path, read_image(path))], info, saved, tmp_path / "pred")
+    picture = tmp_path / "pred" / "shapes_detections.png"
+    assert first["input"] == path and first["picture"] == str(picture) and first["threshold"] == 0.3
+    assert Image.open(picture).size == (128, 96)
+    written = tmp_path / "pred" / "predictions.json"
+    results = json.loads(written.read_text())
+    assert last == {"input": None, "message": "all detections (score >= 0.05, dataset category ids, "
+                                              f"COCO [x, y, w, h] pixels): {written}"}
+    assert results and {r["file_name"] for r in results} == {path}
+    names = {0: "circle", 1: "square", 2: "triangle"}
+    assert all(names[r["category_id"]] == r["category"] for r in results)
+    assert first["objects"] == [{"label": r["category"], "score": r["score"], "box": r["bbox"]}
+                                for r in results if r["score"] >= 0.3]
 
 
 # ------------------------------------------------------------------------------ coco folders
@@ -318,6 +386,32 @@ def test_coco_folder_non_contiguous_ids_round_trip(tmp_path, capsys):
     assert all(name_of[r["category_id"]] == r["category"] for r in results)
 
 
+def test_parse_coco_keeps_clips_and_skips_exactly(tmp_path, capsys):
+    data = {"images": [{"id": 5, "file_name": "a.png", "width": 64, "height": 48},
+                       {"id": 9, "file_name": "b.png"}],
+            "categories": [{"id": 42, "name": "triangle"}, {"id": 3, "name": "circle"}],
+            "annotations": [
+                {"image_id": 5, "category_id": 42, "bbox": [1, 2, 10, 20], "area": 150, "iscrowd": 1},
+                {"image_id": 5, "category_id": 3, "bbox": [50, 40, 30, 30]},   # clipped: 14 x 8
+                {"image_id": 5, "category_id": 3, "bbox": [70, 10, 5, 5]},     # outside: skipped
+                {"image_id": 5, "category_id": 3, "bbox": [5, 5, 0, 10]},      # empty: skipped
+                {"image_id": 5, "category_id": 7, "bbox": [5, 5, 5, 5]},       # unknown category
+                {"image_id": 9, "category_id": 42, "bbox": [-5, 0, 500, 7]}]}  # no size: kept as is
+    names, ids, records = parse_coco_file(tmp_path, data)
+    assert (names, ids) == (["circle", "triangle"], [3, 42])
+    (a, boxes_a, labels_a, crowd_a, area_a), (b, boxes_b, labels_b, crowd_b, area_b) = records
+    assert (a, b) == ("a.png", "b.png")
+    np.testing.assert_array_equal(boxes_a, [[1, 2, 10, 20], [50, 40, 14, 8]])
+    np.testing.assert_array_equal(labels_a, [1, 0])
+    np.testing.assert_array_equal(crowd_a, [True, False])
+    np.testing.assert_array_equal(area_a, [150, 14 * 8])
+    np.testing.assert_array_equal(boxes_b, [[-5, 0, 500, 7]])
+    out = capsys.readouterr().out
+    assert "2 annotation(s) with an empty or non-finite box" in out
+    assert "1 annotation(s) with a category id not in `categories` skipped" in out
+    assert "1 box(es) extending outside their image clipped" in out
+
+
 def test_coco_json_problems_are_one_line_errors(tmp_path):
     root = write_coco_folder(tmp_path / "coco", "train", n_images=2)
     path = root / "annotations" / "instances_train.json"
@@ -341,8 +435,6 @@ def test_coco_json_problems_are_one_line_errors(tmp_path):
 
 
 def parse_coco_file(tmp_path, data):
-    from zoo.tasks.detection import read_coco_json
-
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     return parse_coco(read_coco_json(path), path)

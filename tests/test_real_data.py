@@ -13,7 +13,7 @@ from zoo.cli import main
 from zoo.data import load_split
 from zoo.errors import DataError
 from zoo.tasks import get_task
-from zoo.tasks.classification import TopKAccuracy, classification_metrics
+from zoo.tasks.classification.metrics import TopKAccuracy, classification_metrics
 
 NUM_CLASSES, PER_CLASS, BUFFER = 10, 40, 16  # 400 files, class by class; a 16-example buffer
 TINY_DETECTOR = ["model.backbone=simple_cnn", "model.min_level=2", "model.max_level=3",

@@ -1,4 +1,5 @@
 """Segmentation: U-Net models, mask-aware augmentation, loss / mIoU, sources and the pipeline."""
+import csv
 import json
 
 import keras
@@ -8,13 +9,16 @@ import tensorflow as tf
 from PIL import Image
 
 import zoo
-from zoo.data import load_split
+from zoo.config import AugmentConfig
+from zoo.data import DatasetInfo, class_color, load_split, read_image
 from zoo.data.augment import augment_image_and_mask
 from zoo.errors import DataError, ZooError
-from zoo.recipe import AugmentConfig
 from zoo.tasks import get_task
-from zoo.tasks.segmentation import (ConfusionMeanIoU, PixelAccuracy, SegmentationLoss,
-                                    confusion_matrix, pets_trimap_to_classes, segmentation_metrics)
+from zoo.tasks.segmentation.drawing import class_colors, mask_image, render_overlay
+from zoo.tasks.segmentation.losses import SegmentationLoss
+from zoo.tasks.segmentation.metrics import (PixelAccuracy, class_map_model, confusion_matrix, mean_iou,
+                                            segmentation_metrics)
+from zoo.tasks.segmentation.sources import pets_trimap_to_classes, read_mask
 
 TASK = get_task("segmentation")
 
@@ -37,10 +41,10 @@ def test_unet_parameter_count_matches_reference():
     ("unet_small", {}, (32, 32, 3)),
     ("unet", {"base_filters": 8, "depth": 3}, (24, 40, 3)),
     ("unet_resnet50", {}, (64, 64, 3)),
-    ("unet_mobilenet_v2", {"freeze_encoder": True}, (64, 64, 3)),
+    ("unet_mobilenet_v2", {"freeze_backbone": True}, (64, 64, 3)),
     ("unet_efficientnet_b0", {}, (64, 64, 3)),
     ("unet_resnet18", {"decoder_filters": [32, 16]}, (64, 64, 3)),
-    ("unet_backbone", {"encoder": "simple_cnn"}, (32, 32, 3)),
+    ("unet_backbone", {"backbone": "simple_cnn"}, (32, 32, 3)),
 ])
 def test_save_load_round_trip(name, kwargs, shape, tmp_path):
     model = zoo.create_model(name, num_classes=3, input_shape=shape, **kwargs)
@@ -54,7 +58,7 @@ def test_save_load_round_trip(name, kwargs, shape, tmp_path):
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(images)), expected, atol=1e-5)
     assert len(loaded.trainable_weights) == len(model.trainable_weights)
-    if kwargs.get("freeze_encoder"):
+    if kwargs.get("freeze_backbone"):
         assert len(model.trainable_weights) < len(zoo.create_model(
             name, num_classes=3, input_shape=shape).trainable_weights)
 
@@ -83,7 +87,7 @@ def weights_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("ZOO_OFFLINE", raising=False)
 
 
-def test_pretrained_encoder_imagenet_offline_is_one_clear_error(weights_cache, monkeypatch):
+def test_backbone_weights_imagenet_offline_is_one_clear_error(weights_cache, monkeypatch):
     import urllib.error
 
     from zoo import weights
@@ -94,17 +98,17 @@ def test_pretrained_encoder_imagenet_offline_is_one_clear_error(weights_cache, m
     monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
     with pytest.raises(ZooError) as err:
         zoo.create_model("unet_resnet50", num_classes=21, input_shape=(64, 64, 3),
-                         pretrained_encoder="imagenet")
+                         backbone_weights="imagenet")
     assert "\n" not in str(err.value) and "resnet50" in str(err.value) and "offline" in str(err.value)
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     with pytest.raises(ZooError, match="ZOO_OFFLINE=1") as err:
-        zoo.create_model("unet_mobilenet_v2", input_shape=(64, 64, 3), pretrained_encoder="imagenet")
+        zoo.create_model("unet_mobilenet_v2", input_shape=(64, 64, 3), backbone_weights="imagenet")
     assert "\n" not in str(err.value)
     with pytest.raises(ZooError, match="not found"):
-        zoo.create_model("unet_resnet18", input_shape=(64, 64, 3), pretrained_encoder="/nonexistent.weights.h5")
+        zoo.create_model("unet_resnet18", input_shape=(64, 64, 3), backbone_weights="/nonexistent.weights.h5")
 
 
-def test_pretrained_encoder_imagenet_loads_keras_applications_weights(weights_cache, tmp_path, monkeypatch):
+def test_backbone_weights_imagenet_loads_keras_applications_weights(weights_cache, tmp_path, monkeypatch):
     """efficientnet_b0's "imagenet" row pointed at a file:// notop .h5 written from a Keras
     Applications EfficientNetB0 (auto-named Normalization layer, std stored as variance)."""
     import dataclasses
@@ -113,8 +117,8 @@ def test_pretrained_encoder_imagenet_loads_keras_applications_weights(weights_ca
     import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
-    from zoo.registry import get_entry
-    from zoo.weights import WeightFile
+    from zoo.models import get_entry
+    from zoo.registry import WeightFile
 
     reference = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(64, 64, 3))
     norm = next(layer for layer in reference.layers if isinstance(layer, keras.layers.Normalization))
@@ -127,7 +131,7 @@ def test_pretrained_encoder_imagenet_loads_keras_applications_weights(weights_ca
     local = WeightFile(path.name, path.as_uri(), md5=hashlib.md5(path.read_bytes()).hexdigest())
     monkeypatch.setitem(get_entry("efficientnet_b0").pretrained, "imagenet", dataclasses.replace(spec, notop=local))
     model = zoo.create_model("unet_efficientnet_b0", num_classes=2, input_shape=(64, 64, 3),
-                             pretrained_encoder="imagenet")
+                             backbone_weights="imagenet")
     for name in ("stem_conv", "block3a_expand_conv", "top_bn"):
         for got, want in zip(model.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
             np.testing.assert_array_equal(got, want)
@@ -137,12 +141,12 @@ def test_pretrained_encoder_imagenet_loads_keras_applications_weights(weights_ca
     np.testing.assert_allclose(normalized, (x / 255.0 - mean) / std, rtol=1e-4, atol=1e-4)
 
 
-def test_pretrained_encoder_from_a_local_classifier_file(tmp_path):
+def test_backbone_weights_from_a_local_classifier_file(tmp_path):
     classifier = zoo.create_model("resnet18", num_classes=7, input_shape=(64, 64, 3))
     path = tmp_path / "resnet18.weights.h5"
     classifier.save_weights(path)
     model = zoo.create_model("unet_resnet18", num_classes=2, input_shape=(64, 64, 3),
-                             pretrained_encoder=str(path))
+                             backbone_weights=str(path))
     for name in ("conv1_conv", "conv3_block2_2_conv", "conv5_block2_2_bn"):
         for got, want in zip(model.get_layer(name).get_weights(), classifier.get_layer(name).get_weights()):
             np.testing.assert_array_equal(got, want)
@@ -230,16 +234,80 @@ def test_miou_against_numpy():
     assert "iou/c4" not in metrics and metrics["num_examples"] == 6
     truth, pred = (labels == 2), (preds == 2) & (labels != 255)
     assert metrics["iou/c2"] == pytest.approx(np.sum(truth & pred) / np.sum(truth | pred))
-    # The Keras metrics (history.csv) agree, accumulated over two batches of one-hot "probabilities".
+    # The epoch-log metrics (history.csv) agree, accumulated over two batches of one-hot "probabilities".
     probs = np.eye(num_classes, dtype=np.float32)[preds]
-    keras_miou, keras_accuracy = ConfusionMeanIoU(num_classes), PixelAccuracy(num_classes)
+    keras_miou, keras_accuracy = mean_iou(num_classes), PixelAccuracy(num_classes)
     for part in (slice(0, 3), slice(3, 6)):
         keras_miou.update_state(labels[part], probs[part])
         keras_accuracy.update_state(labels[part], probs[part])
-    assert float(keras_miou.result()) == pytest.approx(miou, abs=1e-5)
-    assert float(keras_accuracy.result()) == pytest.approx(accuracy, abs=1e-5)
-    restored = ConfusionMeanIoU.from_config(keras_miou.get_config())
-    assert restored.num_classes == num_classes and restored.name == "mIoU"
+    assert float(keras_miou.result()) == pytest.approx(miou, abs=1e-6)
+    assert float(keras_accuracy.result()) == pytest.approx(accuracy, abs=1e-6)
+    restored = keras.metrics.deserialize(keras.metrics.serialize(keras_miou))
+    assert isinstance(restored, keras.metrics.MeanIoU) and restored.name == "mIoU"
+    assert restored.ignore_class == 255 and restored.num_classes == num_classes and not restored.sparse_y_pred
+
+
+@pytest.mark.parametrize("case", ["random", "absent_class", "all_ignored", "one_class"])
+def test_keras_mean_iou_equals_segmentation_metrics(case):
+    """keras.metrics.MeanIoU(ignore_class=255, sparse_y_pred=False), the epoch-log mIoU, gives
+    metrics.json's mIoU (the NumPy confusion matrix) to 1e-6 on softmax probabilities with ignore
+    pixels, over several update_state calls; in the edge cases too: a class absent from truth and
+    prediction (both leave it out of the mean), no labelled pixel (both 0), one class only (1)."""
+    rng = np.random.default_rng(["random", "absent_class", "all_ignored", "one_class"].index(case))
+    num_classes = 6
+    labels = rng.integers(0, num_classes, (8, 17, 23))
+    logits = rng.normal(size=(*labels.shape, num_classes)).astype(np.float32)
+    logits += 1.5 * np.eye(num_classes, dtype=np.float32)[labels]  # better than chance
+    if case == "absent_class":  # class 3: never true, never predicted
+        labels[labels == 3] = 0
+        logits[..., 3] = -1e4
+    labels[rng.random(labels.shape) < 0.25] = 255
+    if case == "all_ignored":
+        labels[:] = 255
+    if case == "one_class":
+        labels[labels != 255] = 2
+        logits[..., 2] = 1e4
+    probs = np.asarray(keras.ops.softmax(logits, axis=-1))
+    names = [f"c{i}" for i in range(num_classes)]
+    expected = segmentation_metrics(confusion_matrix(labels, probs.argmax(-1), num_classes), names, len(labels))
+    metric = mean_iou(num_classes)
+    for part in np.array_split(np.arange(len(labels)), 3):
+        metric.update_state(labels[part], probs[part])
+    assert float(metric.result()) == pytest.approx(expected["mIoU"], abs=1e-6)
+    ious = {k: v for k, v in expected.items() if k.startswith("iou/")}
+    if case == "random":
+        assert len(ious) == 6 and 0.2 < expected["mIoU"] < 0.8
+    elif case == "absent_class":  # the mean is over the 5 present classes, not 6
+        assert "iou/c3" not in ious and len(ious) == 5
+        assert expected["mIoU"] == pytest.approx(sum(ious.values()) / 5)
+    elif case == "all_ignored":
+        assert expected["mIoU"] == 0.0 and not ious
+    else:
+        assert expected["mIoU"] == 1.0 and list(ious) == ["iou/c2"]
+
+
+def test_evaluate_goes_through_predict_with_the_argmax_inside_the_graph():
+    """evaluate: `model.predict` of a model ending in the argmax (uint8 class ids), never
+    predict_on_batch; its metrics are those of the model's own argmax, an odd last batch included."""
+    model = zoo.create_model("unet_small", num_classes=3, input_shape=(32, 32, 3), depth=2)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (7, 32, 32, 3)).astype(np.float32)
+    masks = rng.integers(0, 3, (7, 32, 32)).astype(np.int32)
+    masks[:, :4] = 255
+    classes = class_map_model(model).predict(images, verbose=0)
+    assert classes.shape == (7, 32, 32) and classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes, np.asarray(model(images)).argmax(-1))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("evaluation must go through model.predict")
+
+    model.predict_on_batch = forbidden
+    dataset = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
+    info = DatasetInfo(3, ["background", "a", "b"])
+    metrics = TASK.evaluate(model, dataset, info)
+    expected = segmentation_metrics(confusion_matrix(masks, classes, 3), info.class_names, 7)
+    assert metrics == pytest.approx(expected) and metrics["num_examples"] == 7
+    assert len([k for k in metrics if k.startswith("iou/")]) == 3
 
 
 def test_loss_skips_ignore_pixels_and_round_trips():
@@ -257,10 +325,62 @@ def test_loss_skips_ignore_pixels_and_round_trips():
     other[0, :2] = np.array([1.0, 0.0, 0.0])
     assert float(loss(labels, other)) == pytest.approx(expected, rel=1e-5)
     with_dice = SegmentationLoss(num_classes=3, dice_weight=0.5)
-    assert float(with_dice(labels, probs)) > float(loss(labels, probs))
+    one_hot = np.eye(3)[np.where(valid, labels, 0)] * valid[..., None]
+    masked = probs * valid[..., None]
+    dice = 1 - np.mean((2 * (masked * one_hot).sum((0, 1, 2)) + 1)
+                       / (masked.sum((0, 1, 2)) + one_hot.sum((0, 1, 2)) + 1))
+    assert dice > 0.1
+    assert float(with_dice(labels, probs)) == pytest.approx(expected + 0.5 * dice, rel=1e-5)
     restored = keras.losses.deserialize(keras.losses.serialize(with_dice))
     assert isinstance(restored, SegmentationLoss) and restored.dice_weight == 0.5
     assert float(restored(labels, probs)) == pytest.approx(float(with_dice(labels, probs)), rel=1e-6)
+
+
+def test_model_file_compiled_with_the_removed_confusion_mean_iou_still_loads(tmp_path):
+    """Run directories from before keras.metrics.MeanIoU name "zoo>ConfusionMeanIoU" in their
+    compile config; the zoo loads model files with compile=False, so they still load."""
+    import zipfile
+
+    from zoo.weights import load_model_file
+
+    model = zoo.create_model("unet_small", num_classes=3, input_shape=(32, 32, 3), depth=2)
+    model.compile("adam", SegmentationLoss(3), metrics=TASK.metrics(DatasetInfo(3, list("abc"))))
+    new = tmp_path / "new.keras"
+    model.save(new)
+    with zipfile.ZipFile(new) as archive:
+        files = {item.filename: archive.read(item.filename) for item in archive.infolist()}
+    config = json.loads(files["config.json"])
+    assert config["compile_config"]["metrics"][0]["class_name"] == "MeanIoU"
+    config["compile_config"]["metrics"][0] = {
+        "module": "zoo.tasks.segmentation", "class_name": "ConfusionMeanIoU", "registered_name": "zoo>ConfusionMeanIoU",
+        "config": {"name": "mIoU", "dtype": "float32", "num_classes": 3, "ignore_index": 255}}
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(old, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(config) if name == "config.json" else data)
+    with pytest.raises(TypeError, match="ConfusionMeanIoU"):  # the control: compiling needs the class
+        keras.saving.load_model(old)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(load_model_file(old)(images)), np.asarray(model(images)), atol=1e-6)
+
+
+def test_pictures_use_the_zoo_palette():
+    """Class i is class_color(i) in the overlay and the mask PNG; "background" stays untinted
+    in the overlay and black in the mask's palette."""
+    names = ["background", "road", "car"]
+    assert class_colors(names) == [None, class_color(1), class_color(2)]
+    image = np.full((16, 16, 3), 100, np.uint8)
+    classes = np.zeros((16, 16), np.int64)
+    classes[4:8, 4:8], classes[10:, 10:] = 1, 2
+    picture = np.asarray(render_overlay(image, classes, names, [0.8, 0.1, 0.1]))
+    scale = 16  # small images are enlarged to 256 pixels, nearest neighbour
+    assert picture.shape[1] == 256 and picture.shape[0] > 256  # the legend below
+    np.testing.assert_array_equal(picture[0, 0], [100, 100, 100])
+    np.testing.assert_array_equal(picture[5 * scale, 5 * scale], np.round((100 + np.array(class_color(1))) / 2))
+    np.testing.assert_array_equal(picture[12 * scale, 12 * scale], np.round((100 + np.array(class_color(2))) / 2))
+    png = mask_image(classes, names)
+    assert png.mode == "P" and png.getpalette()[:9] == [0, 0, 0, *class_color(1), *class_color(2)]
+    np.testing.assert_array_equal(np.asarray(png), classes)
 
 
 # ---------------------------------------------------------------- training through the pipeline
@@ -285,22 +405,45 @@ def test_train_shapes_quickstart_short(tmp_path):
     assert baseline["mIoU"] == pytest.approx(background / 4)
     assert metrics["mIoU"] > baseline["mIoU"] + 0.1, metrics
     assert metrics["pixel_accuracy"] > background + 0.03, metrics
-    header = (tmp_path / "run" / "history.csv").read_text().splitlines()[0]
-    assert "val_mIoU" in header and "pixel_accuracy" in header
+    # The last epoch's validation metrics (Keras MeanIoU / PixelAccuracy over the same eval
+    # batches, same weights) are metrics.json's: one definition for both.
+    with open(tmp_path / "run" / "history.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last["val_mIoU"]) == pytest.approx(metrics["mIoU"], abs=1e-5)
+    assert float(last["val_pixel_accuracy"]) == pytest.approx(metrics["pixel_accuracy"], abs=1e-5)
     loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")  # compile config included
     assert isinstance(loaded.loss, SegmentationLoss)
     assert run.metrics == metrics
 
-    # zoo predict: an overlay PNG with a legend, and per-class fractions in the printed line.
+    # Predictions are data: classes by pixel fraction, a palette mask PNG of class ids, a picture.
+    rng = np.random.default_rng(0)
+    picture = tmp_path / "input.png"
+    Image.fromarray(rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)).save(picture)
+    info = DatasetInfo(4, ["background", "circle", "square", "triangle"])
+    [prediction] = TASK.predict(loaded, [(str(picture), read_image(picture))], info, recipe,
+                                tmp_path / "predictions")
+    assert set(prediction) == {"input", "classes", "mask", "picture"}
+    assert prediction["input"] == str(picture)
+    fractions = [fraction for _, fraction in prediction["classes"]]
+    assert fractions == sorted(fractions, reverse=True) and min(fractions) > 0
+    assert sum(fractions) == pytest.approx(1.0)
+    with Image.open(prediction["mask"]) as mask_png:
+        assert mask_png.mode == "P" and mask_png.size == (70, 45)
+        palette = mask_png.getpalette()[:12]
+    classes = read_mask(prediction["mask"])  # the folder source reads it back as class ids
+    for name, fraction in prediction["classes"]:
+        assert np.mean(classes == info.class_names.index(name)) == pytest.approx(fraction)
+    assert palette == [0, 0, 0, *class_color(1), *class_color(2), *class_color(3)]
+    assert Image.open(prediction["picture"]).height > 45
+
+    # zoo predict end to end: the same files, described.
     from zoo.predict import predict
 
-    picture = tmp_path / "input.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (45, 70, 3), dtype=np.uint8)).save(picture)
-    lines = predict(tmp_path / "run", [str(picture)], tmp_path / "predictions")
-    out = tmp_path / "predictions" / "input_segmentation.png"
-    assert out.is_file() and str(out) in lines[0] and "background" in lines[0]
-    assert Image.open(out).height > 45
-    assert np.asarray(Image.open(tmp_path / "predictions" / "input_mask.png")).shape == (45, 70)
+    lines = predict(tmp_path / "run", [str(picture)], tmp_path / "predictions2")
+    out = tmp_path / "predictions2" / "input_segmentation.png"
+    text = "\n".join(lines)
+    assert out.is_file() and str(out) in text and "background" in text
+    np.testing.assert_array_equal(read_mask(tmp_path / "predictions2" / "input_mask.png"), classes)
 
 
 def _fake_pets(self, *args, **kwargs):
@@ -323,7 +466,7 @@ def test_tfds_oxford_pets_with_mock_data(tmp_path):
     trimap = tf.constant([[1, 2], [3, 0]], tf.uint8)
     np.testing.assert_array_equal(pets_trimap_to_classes(trimap).numpy(), [[1, 0], [2, 255]])
     shipped = zoo.load_recipe("oxford_pets_unet")
-    assert shipped.model.params["pretrained_encoder"] == "imagenet"
+    assert shipped.model.params["backbone_weights"] == "imagenet"
     data = shipped.to_dict()
     data["model"] = {"name": "unet_small"}  # the data path is under test here, not the encoder
     recipe = zoo.load_recipe(data, overrides=[
@@ -332,7 +475,10 @@ def test_tfds_oxford_pets_with_mock_data(tmp_path):
     with tfds.testing.mock_data(as_dataset_fn=_fake_pets):
         run = zoo.train(recipe, output_dir=tmp_path / "run")
     assert run.metrics["num_examples"] == 5
-    assert 0.0 <= run.metrics["mIoU"] <= 1.0 and "iou/pet" in run.metrics
+    # The random trimaps hold all three classes: each has an IoU, and mIoU is their mean.
+    ious = {k: v for k, v in run.metrics.items() if k.startswith("iou/")}
+    assert set(ious) == {"iou/background", "iou/pet", "iou/border"}
+    assert run.metrics["mIoU"] == pytest.approx(sum(ious.values()) / 3)
     names = json.loads((tmp_path / "run" / "dataset.json").read_text())["class_names"]
     assert names == ["background", "pet", "border"]
 

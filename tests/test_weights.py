@@ -23,8 +23,8 @@ import zoo
 from zoo import weights
 from zoo.cli import main as cli_main
 from zoo.errors import ZooError
-from zoo.registry import get_entry
-from zoo.weights import WeightFile, WeightsSpec
+from zoo.models import get_entry
+from zoo.registry import WeightFile, WeightsSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [spec for name in zoo.list_models(pretrained=True)
@@ -113,6 +113,44 @@ def test_other_num_classes_keeps_the_backbone_and_builds_a_fresh_head():
     features = zoo.create_model("digits_cnn", pretrained="digits", features_only=True)
     np.testing.assert_array_equal(features.get_layer("conv2_relu").get_weights()[0],
                                   pretrained.get_layer("conv2_relu").get_weights()[0])
+
+
+def test_model_dot_tag_names_load_as_pretrained_tags():
+    """The names `zoo list --pretrained` prints are create_model names."""
+    assert "digits_cnn.digits" in zoo.list_pretrained()
+    x = images((8, 8, 3))
+    by_name = zoo.create_model("digits_cnn.digits")
+    np.testing.assert_array_equal(by_name.predict(x, verbose=0),
+                                  zoo.create_model("digits_cnn", pretrained="digits").predict(x, verbose=0))
+    assert not np.allclose(by_name.predict(x, verbose=0), zoo.create_model("digits_cnn").predict(x, verbose=0))
+    with pytest.raises(ZooError, match=r"no pretrained tag or file 'nope' \(tags: digits\)"):
+        zoo.create_model("digits_cnn.nope")
+
+
+def test_a_new_head_replaces_exactly_the_declared_head():
+    """Another class count: the registry's `head` layers start fresh, every other layer loads."""
+    assert get_entry("digits_cnn").head == ("predictions_dense",)
+    with pytest.warns(UserWarning, match=r"layer\(s\) predictions_dense start fresh"):
+        tuned = zoo.create_model("digits_cnn.digits", num_classes=3)
+    pretrained = zoo.create_model("digits_cnn.digits")
+    loaded = [layer.name for layer in tuned.layers if layer.weights
+              and all(np.array_equal(a, b) for a, b in zip(layer.get_weights(),
+                                                          pretrained.get_layer(layer.name).get_weights()))]
+    weighted = [layer.name for layer in tuned.layers if layer.weights]
+    assert loaded == [name for name in weighted if name != "predictions_dense"]
+
+
+@pytest.mark.parametrize("name, head, kept", [("retinanet_small.shapes", "class_logits", "box_deltas"),
+                                              ("unet_small.shapes", "logits", "dec0_2_conv")])
+def test_detector_and_unet_heads_are_declared_and_replaced(name, head, kept):
+    model, tag = name.split(".")
+    assert get_entry(model).head == (head,)
+    with pytest.warns(UserWarning, match=rf"layer\(s\) {head} start fresh"):
+        tuned = zoo.create_model(name, num_classes=5)
+    pretrained = zoo.create_model(name)
+    for a, b in zip(tuned.get_layer(kept).get_weights(), pretrained.get_layer(kept).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert tuned.get_layer(head).get_weights()[0].shape[-1] != pretrained.get_layer(head).get_weights()[0].shape[-1]
 
 
 def test_weights_that_do_not_fit_are_a_one_line_error():
@@ -360,7 +398,7 @@ def test_imagenet_weights_load_by_name_into_mobilenet_v3_small(tmp_path, monkeyp
           notop=save_keras_applications_h5(reference_notop, tmp_path / "weights_mobilenet_v3_small_notop.h5"))
     x = images(shape)
 
-    # 1000-class head: the full file ("logits" 1x1 conv -> our "predictions_dense"); same function.
+    # 1000-class head: the full file, layer for layer (Keras' own head names); same function.
     model = zoo.create_model("mobilenet_v3_small", input_shape=shape, pretrained="imagenet")
     np.testing.assert_allclose(run(model, x), run(reference, x), rtol=1e-4, atol=1e-6)
 
@@ -369,18 +407,18 @@ def test_imagenet_weights_load_by_name_into_mobilenet_v3_small(tmp_path, monkeyp
     expected = run(reference_notop, x)
     np.testing.assert_allclose(run(features, x)["P5"], expected, rtol=1e-4, atol=1e-4)
 
-    # An encoder built elsewhere (U-Net, CNN+LSTM): load_encoder_weights, the same weights.
+    # An encoder built elsewhere (U-Net, CNN+LSTM): load_backbone_weights, the same weights.
     encoder = zoo.create_model("mobilenet_v3_small", input_shape=shape, features_only=True)
-    assert weights.load_encoder_weights(encoder, "mobilenet_v3_small", "imagenet") is encoder
+    assert weights.load_backbone_weights(encoder, "mobilenet_v3_small", "imagenet") is encoder
     np.testing.assert_allclose(run(encoder, x)["P5"], expected, rtol=1e-4, atol=1e-4)
 
     # Fine-tuning head: every other layer (conv_2 of Keras' top included) keeps its weights.
-    with pytest.warns(UserWarning, match="predictions_dense start fresh"):
+    with pytest.warns(UserWarning, match=r"layer\(s\) logits start fresh"):
         tuned = zoo.create_model("mobilenet_v3_small", input_shape=shape, num_classes=5, pretrained="imagenet")
     for name in ("conv", "expanded_conv_10_project", "conv_1_bn", "conv_2"):
         for a, b in zip(tuned.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
-    assert tuned.get_layer("predictions_dense").kernel.shape == (1024, 5)
+    assert tuned.get_layer("logits").kernel.shape == (1, 1, 1024, 5)
 
 
 def test_efficientnet_imagenet_normalization_is_squared(tmp_path, monkeypatch):

@@ -1,10 +1,23 @@
-"""keras-zoo: a computer-vision model zoo on Keras 3 and TensorFlow."""
-from zoo.models import create_model
-from zoo.pipeline import evaluate, train
-from zoo.recipe import load_recipe
-from zoo.registry import list_models
-from zoo.weights import list_pretrained
+"""keras-zoo: a computer-vision model zoo on Keras 3 and TensorFlow.
 
+The public API. Names resolve on first use, so `import zoo` loads no TensorFlow.
+"""
+from __future__ import annotations
 
-__all__ = ["create_model", "evaluate", "list_models", "list_pretrained", "load_recipe", "train"]
+import importlib
+
+_API = {"create_model": "zoo.models", "list_models": "zoo.models", "list_pretrained": "zoo.models",
+        "load_recipe": "zoo.recipe", "train": "zoo.pipeline", "evaluate": "zoo.pipeline"}
+
+__all__ = sorted(_API)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), name)
+
+
+def __dir__():
+    return sorted([*globals(), *_API])

@@ -11,17 +11,20 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
+    from zoo.tasks import TASKS
+
     parser = argparse.ArgumentParser(prog="zoo", description="keras-zoo: train, evaluate and use vision models.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered models")
     p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--task", choices=["classification", "detection", "segmentation", "video"])
+    p.add_argument("--task", choices=list(TASKS))
     p.add_argument("--pretrained", action="store_true", help="only models with pretrained weights")
 
     p = sub.add_parser("recipes", help="recipes shipped under recipes/")
     p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--task", choices=list(TASKS))
 
     for name in ("train", "evaluate"):
         p = sub.add_parser(name, help=f"{name} a recipe (a path or a shipped recipe's name)")
@@ -57,31 +60,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def format_metrics(metrics: dict) -> str:
+    shown = {k: v for k, v in metrics.items() if k != "num_examples"}
+    return ", ".join(f"{k} {v:.4f}" if 0 <= v <= 1 else f"{k} {v:.4g}" for k, v in shown.items()) or "—"
+
+
+def format_shape(shape) -> str:
+    return "x".join(str(s) for s in shape)
+
+
 def cmd_list(args):
-    from zoo.registry import get_entry, list_models
+    from zoo.models import get_entry, list_models
+    from zoo.registry import KERAS_APPLICATIONS, pretrained_specs
 
     if args.pretrained:  # one line per weight: dataset, input size, measured metric
-        from zoo.weights import pretrained_lines
-
-        for line in pretrained_lines(args.pattern, task=args.task):
-            print(line)
+        for spec in pretrained_specs(args.pattern, task=args.task):
+            by = "keras" if spec.format == KERAS_APPLICATIONS else "zoo"  # who measured the metrics
+            print(f"{spec.name:28s} {get_entry(spec.model).task:15s} {format_shape(spec.input_size):10s} "
+                  f"{spec.num_classes:5d} classes  {by:5s}  {format_metrics(spec.metrics):36s} {spec.dataset}")
         return
-    names = list_models(args.pattern, task=args.task)
-    for name in names:
+    for name in list_models(args.pattern, task=args.task):
         entry = get_entry(name)
-        shape = "x".join(map(str, entry.input_shape))
         tags = f"  pretrained: {', '.join(entry.pretrained)}" if entry.pretrained else ""
-        print(f"{name:24s} {entry.task:15s} {shape:12s} {entry.source}{tags}")
+        print(f"{name:24s} {entry.task:15s} {format_shape(entry.input_shape):12s} {entry.citation}{tags}")
 
 
 def cmd_recipes(args):
     import fnmatch
 
-    from zoo.recipe import RECIPES_DIR, shipped_recipes
+    from zoo.recipe import RECIPES_DIR, recipe_task, shipped_recipes
 
     for path in shipped_recipes():
-        if fnmatch.fnmatch(path.stem, args.pattern):
-            print(f"{path.stem:28s} {path.relative_to(RECIPES_DIR)}")
+        task = recipe_task(path)
+        if fnmatch.fnmatch(path.stem, args.pattern) and args.task in (None, task):
+            print(f"{path.stem:28s} {task:15s} {path.relative_to(RECIPES_DIR)}")
 
 
 def cmd_train(args):
@@ -103,10 +115,11 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from zoo.predict import iter_predict
+    from zoo.predict import describe, iter_predict
 
-    for line in iter_predict(args.model, args.inputs, args.output):
-        print(line, flush=True)  # each input's lines as soon as they exist
+    for prediction in iter_predict(args.model, args.inputs, args.output):
+        for line in describe(prediction):
+            print(line, flush=True)  # each input's lines as soon as they exist
 
 
 COMMANDS = {"list": cmd_list, "recipes": cmd_recipes, "train": cmd_train,

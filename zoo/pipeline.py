@@ -18,13 +18,12 @@ import tensorflow as tf
 
 from zoo import run_dir, runtime
 from zoo.data import DatasetInfo, load_split, preview
-from zoo.errors import DataError, ZooError
-from zoo.models import create_model
+from zoo.errors import DataError, RecipeError, ZooError
+from zoo.models import create_model, load_model_file
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, load_recipe
 from zoo.tasks import get_task
-from zoo.weights import load_model_file
 
 CACHE_BUDGET_BYTES = 1 << 30  # cache decoded examples in memory below this estimate
 
@@ -127,6 +126,16 @@ def _check_classes(task, info):
                         f"least {task.min_classes}")
 
 
+def build_model(recipe, task, info):
+    """The recipe's model for `info`'s classes; a builder's refusal (ValueError: an input size
+    the architecture cannot take, an impossible argument) is a bad recipe, named in one line."""
+    try:
+        return create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)
+    except ValueError as err:
+        raise RecipeError(f"model: {recipe.model.name} cannot be built from this recipe "
+                          f"(data.image_size {recipe.data.image_size}): {str(err).splitlines()[0]}") from None
+
+
 def train(recipe, output_dir=None, resume: bool = False) -> Run:
     """Train a recipe; write recipe.yaml, history.csv, model.keras, metrics.json, logs/."""
     recipe = _as_recipe(recipe)
@@ -145,12 +154,14 @@ def _train(recipe, out: Path, resume: bool) -> Run:
     _check_classes(task, info)
     changed = run_dir.check_resume(out, recipe, info.class_names) if resume else []
     eval_split = load_split(recipe, task, recipe.data.eval_split, truth=info)
+    with strategy.scope():
+        model = build_model(recipe, task, info)
+    task.attach(model)
     train_ds = task.make_dataset(train_split, recipe, True, _should_cache(recipe, task, train_split))
     eval_ds = task.make_dataset(eval_split, recipe, False, _should_cache(recipe, task, eval_split))
     steps = _steps_per_epoch(recipe, train_ds, info)
 
     with strategy.scope():
-        model = create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)
         model.compile(optimizer=build_optimizer(recipe.train, steps),
                       loss=task.loss(info, **recipe.train.loss), metrics=task.metrics(info),
                       steps_per_execution=recipe.runtime.steps_per_execution)
@@ -232,14 +243,15 @@ def evaluate(recipe, weights=None, output_dir=None) -> dict:
     task = get_task(recipe.task)
     split = load_split(recipe, task, recipe.data.eval_split, truth=run_info(weights))
     info = _with_num_classes(recipe, split.info)
-    dataset = task.make_dataset(split, recipe, False, cache=False)
-    dataset = task.make_eval_dataset(split, recipe, dataset)
     with strategy.scope():
         if weights is None:
             print("warning: no --weights given; evaluating randomly initialized weights", flush=True)
-            model = create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)
+            model = build_model(recipe, task, info)
         else:
             model = load_weights_into(recipe, task, info, weights)
+    task.attach(model)
+    dataset = task.make_dataset(split, recipe, False, cache=False)
+    dataset = task.make_eval_dataset(split, recipe, dataset)
     predicted = task.model_num_classes(model)
     if predicted != info.num_classes:
         raise ZooError(f"the model predicts {predicted} classes but the evaluation data has "

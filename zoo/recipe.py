@@ -6,14 +6,16 @@ import dataclasses
 import inspect
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal, Union
 
 import yaml
 
+from zoo.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 from zoo.errors import RecipeError
 
 
@@ -49,85 +51,8 @@ _Dumper.add_implicit_resolver(*_FLOAT)
 
 
 @dataclass
-class AugmentConfig:
-    flip: bool = False  # random horizontal flip
-    crop_padding: int = 0  # pad by this many pixels, then random-crop back (CIFAR style)
-    random_resized_crop: bool = False  # Inception-style crop of a random area/aspect, resized
-    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # area range of that crop
-    scale_jitter: Optional[list[float]] = None  # [min, max] resize factor, then crop/pad back
-
-
-@dataclass
-class DataConfig:
-    source: Literal["tfds", "folder", "coco", "synthetic", "digits"] = "tfds"
-    name: Optional[str] = None  # tfds dataset / synthetic generator name
-    path: Optional[str] = None  # root directory for folder / coco
-    data_dir: Optional[str] = None  # tfds data_dir
-    train_split: str = "train"
-    eval_split: str = "test"
-    image_size: list[int] = field(default_factory=lambda: [224, 224])
-    batch_size: int = 32  # global batch size, split across replicas
-    num_classes: Optional[int] = None  # inferred from the data when left out
-    cache: Union[bool, Literal["auto"]] = "auto"  # auto: cache in memory when it fits
-    shuffle_buffer: int = 10000
-    skip_corrupt: bool = False  # folder sources: skip undecodable images with a warning count
-    train_size: Optional[int] = None  # synthetic: number of examples (default 2000 / 500)
-    eval_size: Optional[int] = None
-    num_frames: int = 8  # video: frames per clip
-    frame_stride: int = 1  # video: take every n-th frame
-    eval_clips: int = 1  # video: clips per video at evaluation, scores averaged
-    max_boxes: int = 100  # detection: ground truth padded to this many boxes
-    eval_crop: float = 1.0  # center-crop this fraction of the shorter side at evaluation
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-
-@dataclass
-class OptimizerConfig:
-    name: Literal["sgd", "adam", "adamw"] = "sgd"
-    learning_rate: float = 0.1
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    weight_decay: float = 0.0  # not applied to biases and normalization parameters
-    clipnorm: Optional[float] = None
-
-
-@dataclass
-class ScheduleConfig:
-    name: Literal["constant", "cosine", "step"] = "constant"
-    warmup_epochs: float = 0.0  # linear warmup from 0
-    milestones: list[float] = field(default_factory=list)  # step: epochs at which lr *= decay_rate
-    decay_rate: float = 0.1
-    min_learning_rate: float = 0.0  # cosine: final learning rate
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    loss: dict = field(default_factory=dict)  # keyword arguments of the task's loss
-    steps_per_epoch: Optional[int] = None  # default: one pass over the training split
-    validate: bool = True  # evaluate on the eval split after every epoch (history.csv val_*)
-    verbose: Literal[0, 1, 2] = 1  # 1: Keras progress bar per epoch; 2: one line per epoch; 0: silent
-
-
-@dataclass
-class RuntimeConfig:
-    mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
-    distribution: Literal["auto", "none", "mirrored", "multi_worker", "tpu"] = "auto"
-    seed: int = 0
-    steps_per_execution: int = 1
-
-
-@dataclass
-class ModelConfig:
-    name: str
-    params: dict = field(default_factory=dict)  # the builder's keyword arguments
-
-
-@dataclass
 class Recipe:
-    task: Literal["classification", "detection", "segmentation", "video"]
+    task: str  # a registered task (zoo/tasks); it decides the type of `data`
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -169,6 +94,11 @@ def find_recipe(name_or_path) -> Path:
 
 def shipped_recipes() -> list[Path]:
     return sorted(p for p in RECIPES_DIR.rglob("*.yaml") if p.parent.name != "base")
+
+
+def recipe_task(path: Path) -> str:
+    """The task a recipe file names (after `extends`), without validating the rest."""
+    return str(_resolve_extends(Path(path)).get("task", "?"))
 
 
 def _read_yaml(path: Path) -> dict:
@@ -256,11 +186,43 @@ def from_dict(data: dict) -> Recipe:
         model = {"name": model}
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise RecipeError("model.name: required, the name of a registered model")
-    model = dict(model)
+    model = _renamed_keys(dict(model))
     data["model"] = {"name": model.pop("name"), "params": model}
-    recipe = _build(Recipe, data, "")
-    _check(recipe)
+    task = _task_of(data)
+    recipe = _build(Recipe, data, "", types_of={"data": task.data_config})
+    _check(recipe, task)
     return recipe
+
+
+# Model keys renamed so that one concept has one word in every family (backbone, not encoder).
+RENAMED_MODEL_KEYS = {"encoder": "backbone", "pretrained_encoder": "backbone_weights",
+                      "freeze_encoder": "freeze_backbone"}
+
+
+def _renamed_keys(model: dict) -> dict:
+    for old, new in RENAMED_MODEL_KEYS.items():
+        if old in model:
+            if new in model:
+                raise RecipeError(f"model.{old}: the old name of model.{new}; give only model.{new}")
+            print(f"warning: model.{old} is deprecated; it is now model.{new}", file=sys.stderr, flush=True)
+            model[new] = model.pop(old)
+    return model
+
+
+def _task_of(data: dict):
+    """The registered task a recipe names; its `data_config` is the type of the data section."""
+    from zoo.tasks import TASKS
+
+    name = data.get("task")
+    if name is None:
+        raise RecipeError("task: required")
+    if name not in TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(TASKS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise RecipeError(f"task: expected one of {', '.join(TASKS)}, got {name!r}{hint}")
+    return TASKS[name]
 
 
 # ---------------------------------------------------------------- validation
@@ -315,23 +277,36 @@ def _convert(tp, value, path):
     raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
 
 
-def _build(cls, data: dict, prefix: str):
-    hints = typing.get_type_hints(cls)
+def _build(cls, data: dict, prefix: str, types_of: dict | None = None):
+    hints = {**typing.get_type_hints(cls), **(types_of or {})}
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            import difflib
-
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise RecipeError(f"{prefix}{key}: unknown key{hint}")
+            raise RecipeError(_unknown_key(cls, str(key), prefix, names))
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             kwargs[f.name] = _convert(hints[f.name], data[f.name], prefix + f.name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise RecipeError(f"{prefix}{f.name}: required")
+        elif f.name in (types_of or {}):  # a task's own data section, with its defaults
+            kwargs[f.name] = types_of[f.name]()
     return cls(**kwargs)
+
+
+def _unknown_key(cls, key: str, prefix: str, names) -> str:
+    """'unknown key', with the key of another task's data section named as such, or a close match."""
+    import difflib
+
+    if issubclass(cls, DataConfig):
+        from zoo.tasks import TASKS
+
+        owners = [t.name for t in TASKS.values() if key in {f.name for f in dataclasses.fields(t.data_config)}]
+        if owners:
+            return f"{prefix}{key}: a {' / '.join(owners)} key, not one of this recipe's task"
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    return f"{prefix}{key}: unknown key{hint}"
 
 
 def _positive(path, value, allow_zero=False):
@@ -339,13 +314,12 @@ def _positive(path, value, allow_zero=False):
         raise RecipeError(f"{path}: expected a {'non-negative' if allow_zero else 'positive'} number, got {value}")
 
 
-def _check(recipe: Recipe):
+def _check(recipe: Recipe, task):
     """Impossible values, and model kwargs against the builder's signature."""
     data, train, opt, sched = recipe.data, recipe.train, recipe.train.optimizer, recipe.train.schedule
     if len(data.image_size) != 2 or any(s <= 0 for s in data.image_size):
         raise RecipeError(f"data.image_size: expected two positive integers, got {data.image_size}")
-    for key in ("batch_size", "num_classes", "shuffle_buffer", "train_size", "eval_size", "num_frames",
-                "frame_stride", "eval_clips", "max_boxes"):
+    for key in ("batch_size", "num_classes", "shuffle_buffer", "train_size", "eval_size"):
         _positive(f"data.{key}", getattr(data, key))
     if not 0 < data.eval_crop <= 1:
         raise RecipeError(f"data.eval_crop: expected a fraction in (0, 1], got {data.eval_crop}")
@@ -371,12 +345,16 @@ def _check(recipe: Recipe):
     if not 0 <= recipe.runtime.seed < 2**32:  # NumPy's seed range
         raise RecipeError(f"runtime.seed: expected an integer in [0, 2**32), got {recipe.runtime.seed}")
     _positive("runtime.steps_per_execution", recipe.runtime.steps_per_execution)
-    if data.source in ("folder", "coco") and not data.path:
-        raise RecipeError(f"data.path: required for data.source={data.source}")
-    if data.source in ("tfds", "synthetic") and not data.name:
-        raise RecipeError(f"data.name: required for data.source={data.source}")
+    source = task.all_sources.get(data.source)
+    if source is None:
+        raise RecipeError(f"data.source: {data.source} is not available for task {task.name} "
+                          f"(available: {', '.join(sorted(task.all_sources))})")
+    for key in source.requires:
+        if not getattr(data, key):
+            raise RecipeError(f"data.{key}: required for data.source={data.source}")
+    task.check_recipe(recipe)
 
-    from zoo.registry import get_entry
+    from zoo.models import get_entry
 
     try:
         entry = get_entry(recipe.model.name)

@@ -7,7 +7,7 @@ detection       {"image": uint8 (H, W, 3), "boxes": float32 (n, 4) normalized
 video           {"video": uint8 (T, H, W, 3), "label": int}
 
 `tfds` and `synthetic` serve every task; a task adds its own (`folder`, `coco`, `digits`)
-through `Task.sources`. The task then turns canonical examples into model inputs/targets.
+through `Task.sources` (zoo/tasks/base.py). The task then turns canonical examples into model inputs/targets.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
+from zoo.lazy import tf
 
 from zoo.errors import DataError, RecipeError
 
@@ -59,12 +59,11 @@ def load_split(recipe, task, split: str, truth: DatasetInfo | None = None) -> Sp
     about one this split lacks; the split's info is then `truth` with its own example count.
     None: this split's own classes.
     """
-    source = recipe.data.source
-    loaders = {"tfds": load_tfds, "synthetic": load_synthetic, **task.sources}
-    if source not in loaders:
-        raise RecipeError(f"data.source: {source} is not available for task {task.name} "
-                          f"(available: {', '.join(sorted(loaders))})")
-    loaded = loaders[source](recipe.data, task, split, truth)
+    source = task.all_sources.get(recipe.data.source)
+    if source is None:
+        raise RecipeError(f"data.source: {recipe.data.source} is not available for task {task.name} "
+                          f"(available: {', '.join(sorted(task.all_sources))})")
+    loaded = source.load(recipe.data, task, split, truth)
     if truth is not None:
         loaded.info = DatasetInfo(truth.num_classes, list(truth.class_names), loaded.info.num_examples,
                                   dict(truth.extras))
@@ -137,9 +136,9 @@ def load_synthetic(data, task, split: str, truth=None) -> Split:
     size = (data.train_size or 2000) if is_train else (data.eval_size or 500)
     # Train and eval draw from disjoint seeds: the same split name always gives the same data.
     seed = 1 if is_train else 2
-    options = {"num_frames": data.num_frames} if gen.task == "video" else {}
+    options = {key: getattr(data, key) for key in gen.options if hasattr(data, key)}  # e.g. num_frames
     first = synthetic.generate(data.name, 0, seed, tuple(data.image_size), **options)
-    signature = {k: tf.TensorSpec((None,) * np.ndim(v) if k in ("boxes", "labels") else np.shape(v),
+    signature = {k: tf.TensorSpec((None,) * np.ndim(v) if k in gen.ragged else np.shape(v),
                                   tf.as_dtype(np.asarray(v).dtype)) for k, v in first.items()}
 
     def examples():
@@ -209,3 +208,14 @@ def drop_bad_images(paths, skip_corrupt: bool):
     if len(good) < len(paths):
         print(f"warning: skipped {len(paths) - len(good)} corrupt image file(s)")
     return good
+
+
+# One colour per class index for pictures (boxes, masks, legends): Sasha Trubetskoy's 20 distinct colours.
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+           (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
+           (0, 0, 128), (128, 128, 128)]
+
+
+def class_color(index: int) -> tuple:
+    return PALETTE[int(index) % len(PALETTE)]

@@ -1,7 +1,7 @@
 """Image augmentation and resizing inside tf.data (float32 pixels, 0..255)."""
 from __future__ import annotations
 
-import tensorflow as tf
+from zoo.lazy import tf
 
 
 def resize(image, size, method="bilinear"):
@@ -29,10 +29,17 @@ def random_crop_window(image, scale):
     return begin, crop_size
 
 
+def _window(image, begin, crop_size):
+    """tf.slice of a crop window, keeping the static channel count (tf.slice loses it)."""
+    crop = tf.slice(image, begin, crop_size)
+    crop.set_shape([None, None, image.shape[-1]])
+    return crop
+
+
 def random_resized_crop(image, size, scale):
     """Inception-style random crop, resized to `size`."""
     begin, crop_size = random_crop_window(image, scale)
-    return resize(tf.slice(image, begin, crop_size), size)
+    return resize(_window(image, begin, crop_size), size)
 
 
 def pad_and_random_crop(image, padding: int):
@@ -113,7 +120,7 @@ def random_flip_image_and_mask(image, mask):
 def random_resized_crop_image_and_mask(image, mask, size, scale):
     """Inception-style crop (area fraction in `scale`, aspect 3/4..4/3) of both, resized to `size`."""
     begin, crop_size = random_crop_window(image, scale)
-    image = tf.slice(image, begin, crop_size)
+    image = _window(image, begin, crop_size)
     mask = tf.slice(mask, begin[:2], crop_size[:2])
     return resize_image_and_mask(image, mask, size)
 

@@ -13,7 +13,7 @@ Anchors follow RetinaNet (Lin et al. 2017, sec. 4): on level l (stride 2**l) eac
 cell (i, j) centered at ((i + 0.5) * 2**l, (j + 0.5) * 2**l) carries `num_scales` x
 `len(aspect_ratios)` anchors of side `anchor_size * 2**l * 2**(k / num_scales)` and height /
 width = aspect ratio, ordered level, row, column, aspect ratio, scale: the order in which the
-model flattens its per-level head outputs (`zoo.models.retinanet.AnchorOutputs`).
+model flattens its per-level head outputs (`zoo.models.layers.AnchorOutputs`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
+from zoo.lazy import tf
 
 # Largest log-size change a decoded box may have (Detectron's BBOX_XFORM_CLIP = log(1000 / 16)).
 MAX_LOG_SCALE = math.log(1000.0 / 16)

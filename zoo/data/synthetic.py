@@ -31,8 +31,6 @@ import numpy as np
 
 from zoo.errors import DataError
 
-TASKS = ("classification", "segmentation", "detection", "video")
-
 # Every shape fits inside the circle of radius r around its center (r = "circumradius").
 SHAPE_KINDS = ("circle", "square", "triangle", "cross", "ring", "star")
 
@@ -40,11 +38,12 @@ SHAPE_KINDS = ("circle", "square", "triangle", "cross", "ring", "star")
 @dataclass
 class Generator:
     name: str
-    task: str  # "classification" | "segmentation" | "detection" | "video"
+    task: str  # the registered task it serves
     class_names: tuple[str, ...]
     make: Callable[[np.random.Generator, tuple, dict], dict]  # make(rng, (H, W), options) -> example
     options: tuple[str, ...] = ()  # option names `make` accepts (generate rejects the others)
     description: str = ""
+    ragged: tuple[str, ...] = ()  # example keys whose length varies between examples
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -285,7 +284,8 @@ GENERATORS: dict[str, Generator] = {
         Generator("shapes_segmentation", "segmentation", SEGMENTATION_CLASSES, _make_segmentation,
                   ("noise",), "1-4 shapes, per-pixel class mask (0 = background)"),
         Generator("shapes_detection", "detection", DETECTION_CLASSES, _make_detection,
-                  ("noise", "max_iou"), "1-6 shapes of varied size with tight normalized boxes"),
+                  ("noise", "max_iou"), "1-6 shapes of varied size with tight normalized boxes",
+                  ragged=("boxes", "labels")),
         Generator("moving_shapes", "video", MOVING_CLASSES, _make_moving_shapes,
                   ("noise", "label", "num_frames"), "a shape moving left or right over T frames"),
     )

@@ -1,10 +1,11 @@
-"""Model families; importing this package registers every builder."""
+"""The model catalogue: importing this package registers every family (no TensorFlow is loaded
+until a model is built), then `create_model` builds one by name, "name.tag" or with weights."""
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-from zoo.registry import get_entry
+from zoo.registry import get_entry, get_spec, list_models, list_pretrained
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "layers":
@@ -12,8 +13,16 @@ for _module in pkgutil.iter_modules(__path__):
 
 
 def create_model(name, *, num_classes=None, input_shape=None, pretrained=False, **kwargs):
-    """Build a registered model; `pretrained` is False, True, a tag or a local weights path."""
-    entry = get_entry(name)
+    """Build a registered model. `name` may be "model.tag" (as `zoo list --pretrained` prints
+    it), which is `pretrained="tag"`; `pretrained` is False, True (the default tag), a tag, a
+    local `.weights.h5` / `.keras` file, or a WeightsSpec."""
+    model, dot, tag = str(name).partition(".")
+    if dot:
+        if pretrained not in (False, None, True, tag):
+            raise ValueError(f"create_model({name!r}) names the weights {tag!r} already; "
+                             f"pretrained={pretrained!r} contradicts it")
+        pretrained = tag
+    entry = get_entry(model)
     shape = tuple(input_shape) if input_shape is not None else None
     if pretrained:  # None: the weights' own input size
         from zoo import weights
@@ -22,3 +31,14 @@ def create_model(name, *, num_classes=None, input_shape=None, pretrained=False, 
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     return entry.builder(input_shape=shape or entry.input_shape, **kwargs)
+
+
+def load_model_file(path, *, compile: bool = False):
+    """Load a Keras 3 `.keras` file with the zoo's custom layers registered (zoo.weights)."""
+    from zoo import weights
+    from zoo.models import layers  # noqa: F401  (registers the zoo's Keras classes)
+
+    return weights.load_model_file(path, compile=compile)
+
+
+__all__ = ["create_model", "get_entry", "get_spec", "list_models", "list_pretrained", "load_model_file"]

@@ -1,11 +1,11 @@
-"""CNN+LSTM video classifiers (LRCN, Donahue et al. 2015): a per-frame CNN encoder applied to
+"""CNN+LSTM video classifiers (LRCN, Donahue et al. 2015): a per-frame CNN backbone applied to
 every frame (`TimeDistributed`), a recurrent layer (LSTM, or GRU) over the frame features, and
 a dense softmax head on its last state.
 
-Input: a clip of raw RGB pixels, float 0..255, shape (T, H, W, 3); the frame encoder normalizes
+Input: a clip of raw RGB pixels, float 0..255, shape (T, H, W, 3); the frame backbone normalizes
 inside, as every model of the zoo does.
 
-Frame encoders (`encoder=`):
+Frame backbones (`backbone=`):
 
 * ``"small"`` (default of `cnn_lstm`): conv-BN-ReLU-maxpool blocks (`filters`), then the final
   spatial map is *flattened* and projected by a dense layer to `frame_features`. Flattening
@@ -14,11 +14,11 @@ Frame encoders (`encoder=`):
 * any registered classifier (``"mobilenet_v2"``, ``"resnet50"``...): its `features_only`
   pyramid built at the frame size, the deepest level (P5 for ImageNet backbones), global
   average pooled (for ResNet-50 / MobileNetV2 exactly the classifier's pre-logit features).
-  `pretrained_encoder` loads that classifier's weights into it (`zoo.weights.
-  load_encoder_weights`): ``"imagenet"`` (Keras Applications' include_top=False file, fetched
+  `backbone_weights` loads that classifier's weights into it (`zoo.weights.
+  load_backbone_weights`): ``"imagenet"`` (Keras Applications' include_top=False file, fetched
   into the weights cache; offline, a one-line ZooError says where to put the file), another tag
   of its weights table, or a local `.weights.h5` / `.keras` file of the classifier (any
-  num_classes). `freeze_encoder=True` makes the encoder non-trainable (its BatchNorm then runs
+  num_classes). `freeze_backbone=True` makes the backbone non-trainable (its BatchNorm then runs
   in inference mode).
 
 Temporal model (`temporal=`): ``"rnn"`` stacks `rnn_layers` LSTM (``rnn="lstm"``) or GRU layers of
@@ -30,12 +30,12 @@ under mixed precision (inputs are cast), so the cell state never accumulates in 
 """
 from __future__ import annotations
 
-import keras
-from keras import layers
 
+from zoo.lazy import LazyModule, keras, layers
 from zoo.errors import ZooError
-from zoo.models.layers import UNIT_SCALE, Normalize
-from zoo.registry import get_entry, register
+from zoo.registry import register
+
+zoo_layers = LazyModule("zoo.models.layers")  # Keras layer classes: imported when a model is built
 
 TEMPORAL = ("rnn", "average")
 RNN_KINDS = ("lstm", "gru")
@@ -44,7 +44,7 @@ RNN_KINDS = ("lstm", "gru")
 def small_frame_cnn(frame_shape, filters, frame_features, name="small_frame_cnn"):
     """Conv-BN-ReLU-maxpool blocks, flatten (keeps position), dense ReLU to `frame_features`."""
     inputs = keras.Input(shape=frame_shape, name="frame")
-    x = Normalize(**UNIT_SCALE, name="normalize")(inputs)
+    x = zoo_layers.Normalize(**zoo_layers.UNIT_SCALE, name="normalize")(inputs)
     for i, width in enumerate(filters):
         x = layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = layers.BatchNormalization(name=f"conv{i + 1}_bn")(x)
@@ -56,32 +56,16 @@ def small_frame_cnn(frame_shape, filters, frame_features, name="small_frame_cnn"
     return keras.Model(inputs, x, name=name)
 
 
-def classifier_frame_encoder(encoder, frame_shape, pretrained_encoder=None):
+def classifier_frame_encoder(backbone, frame_shape, backbone_weights=None):
     """A registered classifier's `features_only` pyramid, deepest level, global average pooled."""
-    from zoo.models import create_model
-
-    try:
-        entry = get_entry(encoder)
-    except ZooError as err:
-        raise ZooError(f"encoder: {err}") from None
-    if entry.task != "classification":
-        raise ZooError(f"encoder: {encoder} is a {entry.task} model; a frame encoder is a "
-                       "registered classification model or 'small'")
-    features = create_model(encoder, input_shape=frame_shape, features_only=True)
-    if pretrained_encoder not in (None, False, ""):
-        from zoo import weights
-
-        try:
-            weights.load_encoder_weights(features, encoder, pretrained_encoder)
-        except ZooError as err:
-            raise ZooError(f"pretrained_encoder: {err}") from None
+    features = zoo_layers.backbone_pyramid(backbone, frame_shape, backbone_weights)
     pyramid = features.output
     deepest = pyramid[max(pyramid, key=lambda level: int(level[1:]))]
     pooled = layers.GlobalAveragePooling2D(name="frame_pool")(deepest)
-    return keras.Model(features.inputs, pooled, name=f"{encoder}_encoder")
+    return keras.Model(features.inputs, pooled, name=f"{backbone}_encoder")
 
 
-def _build(name, input_shape, num_classes, encoder, pretrained_encoder, freeze_encoder, filters,
+def _build(name, input_shape, num_classes, backbone, backbone_weights, freeze_backbone, filters,
            frame_features, temporal, rnn, rnn_units, rnn_layers, bidirectional, dropout):
     if len(input_shape) != 4:
         raise ZooError(f"{name}: input_shape must be (frames, height, width, channels), got {input_shape}")
@@ -92,14 +76,14 @@ def _build(name, input_shape, num_classes, encoder, pretrained_encoder, freeze_e
     if int(rnn_layers) < 1 or int(rnn_units) < 1:
         raise ZooError(f"{name}: rnn_layers and rnn_units must be >= 1")
     frame_shape = tuple(input_shape[1:])
-    if encoder == "small":
-        if pretrained_encoder:
-            raise ZooError(f"{name}: pretrained_encoder needs a registered classifier as "
-                           "encoder, not 'small'")
+    if backbone == "small":
+        if backbone_weights:
+            raise ZooError(f"{name}: backbone_weights needs a registered classifier as "
+                           "backbone, not 'small'")
         frame_encoder = small_frame_cnn(frame_shape, filters, frame_features)
     else:
-        frame_encoder = classifier_frame_encoder(encoder, frame_shape, pretrained_encoder)
-    if freeze_encoder:
+        frame_encoder = classifier_frame_encoder(backbone, frame_shape, backbone_weights)
+    if freeze_backbone:
         frame_encoder.trainable = False
 
     inputs = keras.Input(shape=tuple(input_shape), name="video")
@@ -123,28 +107,28 @@ def _build(name, input_shape, num_classes, encoder, pretrained_encoder, freeze_e
 
 
 @register(task="video", input_shape=(8, 64, 64, 3))
-def cnn_lstm(input_shape=(8, 64, 64, 3), num_classes=2, encoder="small", pretrained_encoder=None,
-             freeze_encoder=False, filters=(16, 32, 64, 64), frame_features=128, temporal="rnn",
+def cnn_lstm(input_shape=(8, 64, 64, 3), num_classes=2, backbone="small", backbone_weights=None,
+             freeze_backbone=False, filters=(16, 32, 64, 64), frame_features=128, temporal="rnn",
              rnn="lstm", rnn_units=128, rnn_layers=1, bidirectional=False, dropout=0.0):
     """Donahue et al. 2015, "Long-term Recurrent Convolutional Networks for Visual Recognition and Description" (LRCN)."""
-    return _build("cnn_lstm", input_shape, num_classes, encoder, pretrained_encoder, freeze_encoder,
+    return _build("cnn_lstm", input_shape, num_classes, backbone, backbone_weights, freeze_backbone,
                   filters, frame_features, temporal, rnn, rnn_units, rnn_layers, bidirectional, dropout)
 
 
 @register(task="video", input_shape=(16, 224, 224, 3))
-def cnn_lstm_mobilenet_v2(input_shape=(16, 224, 224, 3), num_classes=101, pretrained_encoder=None,
-                          freeze_encoder=False, temporal="rnn", rnn="lstm", rnn_units=256,
+def cnn_lstm_mobilenet_v2(input_shape=(16, 224, 224, 3), num_classes=101, backbone_weights=None,
+                          freeze_backbone=False, temporal="rnn", rnn="lstm", rnn_units=256,
                           rnn_layers=1, bidirectional=False, dropout=0.5):
-    """Donahue et al. 2015, LRCN, with a MobileNetV2 frame encoder (Sandler et al. 2018)."""
+    """Donahue et al. 2015, LRCN, with a MobileNetV2 frame backbone (Sandler et al. 2018)."""
     return _build("cnn_lstm_mobilenet_v2", input_shape, num_classes, "mobilenet_v2",
-                  pretrained_encoder, freeze_encoder, (), 0, temporal, rnn, rnn_units, rnn_layers,
+                  backbone_weights, freeze_backbone, (), 0, temporal, rnn, rnn_units, rnn_layers,
                   bidirectional, dropout)
 
 
 @register(task="video", input_shape=(16, 224, 224, 3))
-def cnn_lstm_resnet50(input_shape=(16, 224, 224, 3), num_classes=101, pretrained_encoder=None,
-                      freeze_encoder=False, temporal="rnn", rnn="lstm", rnn_units=256,
+def cnn_lstm_resnet50(input_shape=(16, 224, 224, 3), num_classes=101, backbone_weights=None,
+                      freeze_backbone=False, temporal="rnn", rnn="lstm", rnn_units=256,
                       rnn_layers=1, bidirectional=False, dropout=0.5):
-    """Donahue et al. 2015, LRCN, with a ResNet-50 frame encoder (He et al. 2016)."""
-    return _build("cnn_lstm_resnet50", input_shape, num_classes, "resnet50", pretrained_encoder,
-                  freeze_encoder, (), 0, temporal, rnn, rnn_units, rnn_layers, bidirectional, dropout)
+    """Donahue et al. 2015, LRCN, with a ResNet-50 frame backbone (He et al. 2016)."""
+    return _build("cnn_lstm_resnet50", input_shape, num_classes, "resnet50", backbone_weights,
+                  freeze_backbone, (), 0, temporal, rnn, rnn_units, rnn_layers, bidirectional, dropout)

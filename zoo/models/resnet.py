@@ -18,11 +18,11 @@ features_only pyramid ("Pk" = the last layer at stride 2**k): P1 "conv1_relu", P
 """
 from __future__ import annotations
 
-import keras
-from keras import layers
 
-from zoo.models.layers import IMAGENET_MEAN_STD, Normalize, classifier_head, feature_model
+from zoo.lazy import LazyModule, keras, layers
 from zoo.registry import register
+
+zoo_layers = LazyModule("zoo.models.layers")  # Keras layer classes: imported when a model is built
 
 _BN = {"momentum": 0.9, "epsilon": 1e-5}
 
@@ -57,7 +57,7 @@ def _basic_block(x, filters, strides, name):
 
 def _build(name, blocks, input_shape, num_classes, features_only, dropout):
     inputs = keras.Input(shape=input_shape, name="image")
-    x = Normalize(**IMAGENET_MEAN_STD, name="normalize")(inputs)
+    x = zoo_layers.Normalize(**zoo_layers.IMAGENET_MEAN_STD, name="normalize")(inputs)
     x = _conv(x, 64, 7, 2, "conv1")
     x = layers.BatchNormalization(**_BN, name="conv1_bn")(x)
     x = layers.ReLU(name="conv1_relu")(x)
@@ -70,8 +70,8 @@ def _build(name, blocks, input_shape, num_classes, features_only, dropout):
             x = _basic_block(x, filters, strides, f"conv{stage + 2}_block{block + 1}")
         features[f"P{stage + 2}"] = x
     if features_only:
-        return feature_model(inputs, features, name)
-    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name=name)
+        return zoo_layers.feature_model(inputs, features, name)
+    return keras.Model(inputs, zoo_layers.classifier_head(x, num_classes, dropout), name=name)
 
 
 @register(task="classification", input_shape=(224, 224, 3))

@@ -15,41 +15,14 @@ P2 "stage3_block{n}_out" (stride 4).
 """
 from __future__ import annotations
 
-import keras
-from keras import layers, ops
 
-from zoo.models.layers import UNIT_SCALE, Normalize, classifier_head, feature_model
+from zoo.lazy import LazyModule, keras, layers
 from zoo.registry import register
+
+zoo_layers = LazyModule("zoo.models.layers")  # Keras layer classes: imported when a model is built
 
 _CITATION = 'He et al. 2016, "Deep Residual Learning for Image Recognition", CIFAR ResNet (sec. 4.2).'
 _BN = {"momentum": 0.9, "epsilon": 1e-5}
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class ZeroPadShortcut(layers.Layer):
-    """Option-A shortcut: x[:, ::s, ::s, :] with zero channels added (half before, half after)."""
-
-    def __init__(self, filters, strides=2, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.strides = int(strides)
-
-    def call(self, inputs):
-        s = self.strides
-        x = inputs[:, ::s, ::s, :]
-        extra = self.filters - inputs.shape[-1]
-        before = extra // 2
-        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
-
-    def compute_output_shape(self, input_shape):
-        s = self.strides
-        b, h, w, _ = input_shape
-        h = None if h is None else -(-h // s)
-        w = None if w is None else -(-w // s)
-        return (b, h, w, self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
 def _conv_bn(x, filters, strides, name, relu=True):
@@ -66,7 +39,7 @@ def _conv_bn(x, filters, strides, name, relu=True):
 def _basic_block(x, filters, strides, name):
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = ZeroPadShortcut(filters, strides, name=f"{name}_shortcut")(x)
+        shortcut = zoo_layers.ZeroPadShortcut(filters, strides, name=f"{name}_shortcut")(x)
     x = _conv_bn(x, filters, strides, f"{name}_1")
     x = _conv_bn(x, filters, 1, f"{name}_2", relu=False)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
@@ -79,7 +52,7 @@ def _build(depth, input_shape, num_classes, features_only, dropout):
     n = (depth - 2) // 6
     name = f"resnet{depth}"
     inputs = keras.Input(shape=input_shape, name="image")
-    x = Normalize(**UNIT_SCALE, name="normalize")(inputs)
+    x = zoo_layers.Normalize(**zoo_layers.UNIT_SCALE, name="normalize")(inputs)
     x = _conv_bn(x, 16, 1, "stem")
     features = {}
     for stage, (filters, strides) in enumerate(((16, 1), (32, 2), (64, 2))):
@@ -89,8 +62,8 @@ def _build(depth, input_shape, num_classes, features_only, dropout):
             )
         features[f"P{stage}"] = x
     if features_only:
-        return feature_model(inputs, features, name)
-    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name=name)
+        return zoo_layers.feature_model(inputs, features, name)
+    return keras.Model(inputs, zoo_layers.classifier_head(x, num_classes, dropout), name=name)
 
 
 def _register(depth):

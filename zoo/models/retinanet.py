@@ -15,7 +15,7 @@ feature pyramid, an FPN on levels P3-P7 and two shared conv subnets (class, box)
   logits...] for every anchor, in `zoo.data.boxes.AnchorConfig.anchors()` order. The last
   layer, `AnchorOutputs` ("detections"), records the anchor grid (image size, levels, sizes,
   ratios) in its config, so a saved `.keras` model is enough to decode its own outputs.
-  Decoding, NMS, the focal loss and target assignment live in `zoo.tasks.detection`.
+  Decoding, NMS, the focal loss and target assignment live in the `zoo.tasks.detection` package.
 
 Parameter count of `retinanet_resnet50` with 80 classes: 38,048,372 (`count_params()`, BN moving
 statistics included). torchvision's `retinanet_resnet50_fpn` reports 34,014,999; the difference
@@ -29,64 +29,18 @@ conv, as torchvision's RetinaNet v2 / FCOS; it speeds up training from scratch) 
 `backbone_bn_momentum` (override the backbone's BatchNorm momentum, e.g. Keras Applications'
 0.999 is slow to track in short runs).
 
-The builders' anchor arguments (`min_level`, `max_level`, `anchor_size`, `num_scales`,
-`aspect_ratios`) are a contract with the detection task, which reads them from the recipe to
-build training targets before the model exists.
+The anchor grid has one owner, the built model: the detection task reads it from the
+`AnchorOutputs` layer (`Task.attach`) to match training targets to exactly these anchors.
 """
 from __future__ import annotations
 
 import math
 
-import keras
-from keras import layers, ops
 
+from zoo.lazy import LazyModule, keras, layers
 from zoo.registry import register
 
-
-@keras.saving.register_keras_serializable(package="zoo")
-class AnchorOutputs(layers.Layer):
-    """Flattens per-level head outputs to (batch, anchors, 4 + classes) and records the anchors.
-
-    Inputs: a list of `num_levels` box maps (B, H, W, A * 4) followed by `num_levels` class
-    maps (B, H, W, A * num_classes), levels ordered min_level..max_level.
-    """
-
-    def __init__(self, num_classes, image_size, min_level=3, max_level=7, anchor_size=4.0,
-                 num_scales=3, aspect_ratios=(0.5, 1.0, 2.0), **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
-        self.image_size = [int(s) for s in image_size]
-        self.min_level = int(min_level)
-        self.max_level = int(max_level)
-        self.anchor_size = float(anchor_size)
-        self.num_scales = int(num_scales)
-        self.aspect_ratios = [float(r) for r in aspect_ratios]
-
-    def anchor_config(self) -> dict:
-        return {"image_size": list(self.image_size), "min_level": self.min_level,
-                "max_level": self.max_level, "anchor_size": self.anchor_size,
-                "num_scales": self.num_scales, "aspect_ratios": list(self.aspect_ratios)}
-
-    def call(self, inputs):
-        levels = len(inputs) // 2
-        batch = ops.shape(inputs[0])[0]
-        boxes = [ops.reshape(x, (batch, -1, 4)) for x in inputs[:levels]]
-        classes = [ops.reshape(x, (batch, -1, self.num_classes)) for x in inputs[levels:]]
-        return ops.concatenate([ops.concatenate(boxes, axis=1), ops.concatenate(classes, axis=1)],
-                               axis=-1)
-
-    def compute_output_shape(self, input_shapes):
-        levels = len(input_shapes) // 2
-        total = 0
-        for shape in input_shapes[:levels]:
-            if shape[1] is None or shape[2] is None:
-                total = None
-                break
-            total += shape[1] * shape[2] * shape[3] // 4
-        return (input_shapes[0][0], total, 4 + self.num_classes)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, **self.anchor_config()}
+zoo_layers = LazyModule("zoo.models.layers")  # Keras layer classes: imported when a model is built
 
 
 def _head_conv(filters, name, bias=0.0):
@@ -98,13 +52,10 @@ def _head_conv(filters, name, bias=0.0):
 def build_retinanet(name, input_shape, num_classes, backbone, backbone_weights, min_level,
                     max_level, fpn_channels, head_convs, anchor_size, num_scales, aspect_ratios,
                     prior_probability, backbone_bn_momentum=None, head_norm=False):
-    from zoo.models import create_model  # late: zoo.models imports this module
-
     aspect_ratios = [float(r) for r in aspect_ratios]
     if not 0 < prior_probability < 1:
         raise ValueError(f"prior_probability must be in (0, 1), got {prior_probability}")
-    features = create_model(backbone, input_shape=input_shape, features_only=True,
-                            pretrained=backbone_weights or False)
+    features = zoo_layers.backbone_pyramid(backbone, input_shape, backbone_weights)
     if backbone_bn_momentum is not None:  # e.g. 0.9 instead of Keras Applications' 0.999,
         for layer in features.layers:     # so moving statistics keep up in short trainings
             if isinstance(layer, layers.BatchNormalization):
@@ -158,13 +109,13 @@ def build_retinanet(name, input_shape, num_classes, backbone, backbone_weights, 
             b = layers.ReLU(name=f"box_relu{i + 1}_p{level}")(b)
         class_maps.append(class_out(c))
         box_maps.append(box_out(b))
-    detections = AnchorOutputs(num_classes, (height, width), min_level, max_level, anchor_size,
+    detections = zoo_layers.AnchorOutputs(num_classes, (height, width), min_level, max_level, anchor_size,
                                num_scales, aspect_ratios, dtype="float32",
                                name="detections")(box_maps + class_maps)
     return keras.Model(features.input, detections, name=name)
 
 
-@register(task="detection", input_shape=(640, 640, 3))
+@register(task="detection", input_shape=(640, 640, 3), head=("class_logits",))
 def retinanet_resnet50(input_shape=(640, 640, 3), num_classes=80, backbone="resnet50",
                        backbone_weights=None, min_level=3, max_level=7, fpn_channels=256,
                        head_convs=4, anchor_size=4.0, num_scales=3,
@@ -177,7 +128,7 @@ def retinanet_resnet50(input_shape=(640, 640, 3), num_classes=80, backbone="resn
                            backbone_bn_momentum, head_norm)
 
 
-@register(task="detection", input_shape=(128, 128, 3))
+@register(task="detection", input_shape=(128, 128, 3), head=("class_logits",))
 def retinanet_small(input_shape=(128, 128, 3), num_classes=3, backbone="resnet18",
                     backbone_weights=None, min_level=2, max_level=5, fpn_channels=64,
                     head_convs=2, anchor_size=2.0, num_scales=3, aspect_ratios=(0.5, 1.0, 2.0),

@@ -15,16 +15,16 @@ Variants (timm style: one builder, several registered configurations):
 """
 from __future__ import annotations
 
-import keras
-from keras import layers
 
-from zoo.models.layers import UNIT_SCALE, Normalize, classifier_head, feature_model
+from zoo.lazy import LazyModule, keras, layers
 from zoo.registry import register
+
+zoo_layers = LazyModule("zoo.models.layers")  # Keras layer classes: imported when a model is built
 
 
 def _simple_cnn(name, input_shape, num_classes, features_only, dropout):
     inputs = keras.Input(shape=input_shape, name="image")
-    x = Normalize(**UNIT_SCALE, name="normalize")(inputs)
+    x = zoo_layers.Normalize(**zoo_layers.UNIT_SCALE, name="normalize")(inputs)
     x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1_relu")(x)
     p0 = x
     x = layers.MaxPooling2D(2, name="pool1")(x)
@@ -32,9 +32,9 @@ def _simple_cnn(name, input_shape, num_classes, features_only, dropout):
     p1 = x
     x = layers.MaxPooling2D(2, name="pool2")(x)
     if features_only:
-        return feature_model(inputs, {"P0": p0, "P1": p1, "P2": x}, name)
+        return zoo_layers.feature_model(inputs, {"P0": p0, "P1": p1, "P2": x}, name)
     x = layers.Flatten(name="flatten")(x)
-    outputs = classifier_head(x, num_classes, dropout)
+    outputs = zoo_layers.classifier_head(x, num_classes, dropout)
     return keras.Model(inputs, outputs, name=name)
 
 

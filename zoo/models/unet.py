@@ -1,4 +1,4 @@
-"""U-Nets for semantic segmentation: the classic encoder-decoder and U-Nets over classifier pyramids.
+"""U-Nets for semantic segmentation: the classic backbone-decoder and U-Nets over classifier pyramids.
 
 Every model takes raw RGB pixels 0..255 (its first layer is `Normalize`) and outputs per-pixel
 class probabilities (B, H, W, num_classes) from a float32 softmax (the final 1x1 "logits" conv
@@ -17,33 +17,33 @@ also runs in float32, so mixed precision never rounds the logits).
   scaled to [0, 1] as that implementation does. `unet_small` is the same with 16 base filters,
   sized for a CPU: 1,942,628 trainable parameters for 4 classes (1,945,572 with BN statistics).
 
-* `unet_<encoder>` (e.g. `unet_resnet50`, `unet_mobilenet_v2`, `unet_efficientnet_b0`) and
-  `unet_backbone(encoder=...)` over any registered classifier: the encoder is the classifier's
+* `unet_<backbone>` (e.g. `unet_resnet50`, `unet_mobilenet_v2`, `unet_efficientnet_b0`) and
+  `unet_backbone(backbone=...)` over any registered classifier: the backbone is the classifier's
   `features_only=True` model ({"Pk": stride-2**k map}, same raw-pixel input, its own `Normalize`),
   its layers inlined into one flat functional graph. The decoder (after Yakubovskiy's
   segmentation_models "Unet"): from the deepest level down to stride 1, x2 bilinear upsampling,
-  concatenation with the encoder level at that stride when the pyramid has one, then
+  concatenation with the backbone level at that stride when the pyramid has one, then
   [3x3 conv (no bias) - BN - ReLU] x 2 with `decoder_filters[i]` filters (the last entry repeats
-  when there are more stages than entries). `freeze_encoder=True` makes the encoder layers
-  non-trainable (BatchNorm then runs in inference mode). `pretrained_encoder` (loaded by
-  `zoo.weights.load_encoder_weights` into the encoder before the decoder is attached) is None,
+  when there are more stages than entries). `freeze_backbone=True` makes the backbone layers
+  non-trainable (BatchNorm then runs in inference mode). `backbone_weights` (loaded by
+  `zoo.weights.load_backbone_weights` into the backbone before the decoder is attached) is None,
   "imagenet" (the Keras Applications include_top=False file of the classifier's weights table:
   downloaded once into the checksummed zoo cache; offline, one ZooError line), any other tag of
-  the classifier's table, or a local path to a `.weights.h5` / `.keras` file of the encoder
+  the classifier's table, or a local path to a `.weights.h5` / `.keras` file of the backbone
   *classifier* as the zoo builds it (`zoo.create_model("resnet50", ...).save_weights(...)`),
   any number of classes.
 
-Input height and width must be divisible by 2**depth (classic) or by the encoder's deepest
-stride (32 for the ImageNet encoders); the builders raise a ZooError otherwise.
+Input height and width must be divisible by 2**depth (classic) or by the backbone's deepest
+stride (32 for the ImageNet backbones); the builders raise a ZooError otherwise.
 """
 from __future__ import annotations
 
-import keras
-from keras import layers
 
+from zoo.lazy import LazyModule, keras, layers
 from zoo.errors import ZooError
-from zoo.models.layers import UNIT_SCALE, Normalize
 from zoo.registry import register
+
+zoo_layers = LazyModule("zoo.models.layers")  # Keras layer classes: imported when a model is built
 
 _BN = {"momentum": 0.9, "epsilon": 1e-5}  # PyTorch's BatchNorm2d defaults
 
@@ -78,7 +78,7 @@ def _classic_unet(name, input_shape, num_classes, base_filters, depth):
         raise ZooError(f"{name}: depth and base_filters must be positive, got {depth}, {base_filters}")
     _check_divisible(name, input_shape, 2 ** depth)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = Normalize(**UNIT_SCALE, name="normalize")(inputs)
+    x = zoo_layers.Normalize(**zoo_layers.UNIT_SCALE, name="normalize")(inputs)
     x = _double_conv(x, base_filters, "enc0")
     skips = []
     for level in range(1, depth + 1):
@@ -93,13 +93,13 @@ def _classic_unet(name, input_shape, num_classes, base_filters, depth):
     return keras.Model(inputs, _head(x, num_classes), name=name)
 
 
-@register(task="segmentation", input_shape=(256, 256, 3))
+@register(task="segmentation", input_shape=(256, 256, 3), head=("logits",))
 def unet(input_shape=(256, 256, 3), num_classes=2, *, base_filters=64, depth=4):
     """Ronneberger et al. 2015, "U-Net: Convolutional Networks for Biomedical Image Segmentation" ("same" padding + BatchNorm, as milesial/Pytorch-UNet)."""
     return _classic_unet("unet", input_shape, num_classes, base_filters, depth)
 
 
-@register(task="segmentation", input_shape=(128, 128, 3))
+@register(task="segmentation", input_shape=(128, 128, 3), head=("logits",))
 def unet_small(input_shape=(128, 128, 3), num_classes=2, *, base_filters=16, depth=4):
     """Ronneberger et al. 2015, "U-Net: Convolutional Networks for Biomedical Image Segmentation", CPU-sized (16 base filters)."""
     return _classic_unet("unet_small", input_shape, num_classes, base_filters, depth)
@@ -108,34 +108,14 @@ def unet_small(input_shape=(128, 128, 3), num_classes=2, *, base_filters=16, dep
 # ---------------------------------------------------------------- U-Nets over classifier pyramids
 
 
-def _encoder_features(encoder, input_shape):
-    from zoo.models import create_model
-    from zoo.registry import get_entry
-
-    entry = get_entry(encoder)
-    if entry.task != "classification":
-        raise ZooError(f"encoder {encoder!r} is a {entry.task} model; a U-Net encoder must be a classifier")
-    try:
-        features = create_model(encoder, input_shape=input_shape, features_only=True)
-    except TypeError:
-        raise ZooError(f"encoder {encoder!r} has no feature pyramid (features_only=True)") from None
-    if not isinstance(features.output, dict) or not features.output:
-        raise ZooError(f"encoder {encoder!r}: features_only did not return a {{'Pk': map}} dict")
-    return features
-
-
-def _encoder_unet(name, encoder, input_shape, num_classes, pretrained_encoder, freeze_encoder,
+def _backbone_unet(name, backbone, input_shape, num_classes, backbone_weights, freeze_backbone,
                   decoder_filters):
-    features = _encoder_features(encoder, input_shape)
+    features = zoo_layers.backbone_pyramid(backbone, input_shape, backbone_weights)
     pyramid = features.output
     levels = sorted(int(key[1:]) for key in pyramid)
     deepest = levels[-1]
     _check_divisible(name, input_shape, 2 ** deepest)
-    if pretrained_encoder:
-        from zoo.weights import load_encoder_weights  # checksummed cache, ZOO_OFFLINE, one-line errors
-
-        load_encoder_weights(features, encoder, pretrained_encoder)
-    if freeze_encoder:
+    if freeze_backbone:
         for layer in features.layers:
             layer.trainable = False
     filters = list(decoder_filters) or [16]
@@ -151,31 +131,31 @@ def _encoder_unet(name, encoder, input_shape, num_classes, pretrained_encoder, f
 _DECODER_FILTERS = (256, 128, 64, 32, 16)
 
 
-@register(task="segmentation", input_shape=(224, 224, 3))
-def unet_backbone(input_shape=(224, 224, 3), num_classes=2, *, encoder="resnet18",
-                  pretrained_encoder=None, freeze_encoder=False, decoder_filters=_DECODER_FILTERS):
-    """Ronneberger et al. 2015 U-Net decoder over any registered classifier's feature pyramid (`encoder`)."""
-    return _encoder_unet(f"unet_{encoder}", encoder, input_shape, num_classes, pretrained_encoder,
-                         freeze_encoder, decoder_filters)
+@register(task="segmentation", input_shape=(224, 224, 3), head=("logits",))
+def unet_backbone(input_shape=(224, 224, 3), num_classes=2, *, backbone="resnet18",
+                  backbone_weights=None, freeze_backbone=False, decoder_filters=_DECODER_FILTERS):
+    """Ronneberger et al. 2015 U-Net decoder over any registered classifier's feature pyramid (`backbone`)."""
+    return _backbone_unet(f"unet_{backbone}", backbone, input_shape, num_classes, backbone_weights,
+                         freeze_backbone, decoder_filters)
 
 
-def _make_encoder_unet(encoder, citation):
-    def builder(input_shape=(224, 224, 3), num_classes=2, *, pretrained_encoder=None,
-                freeze_encoder=False, decoder_filters=_DECODER_FILTERS):
-        return _encoder_unet(f"unet_{encoder}", encoder, input_shape, num_classes,
-                             pretrained_encoder, freeze_encoder, decoder_filters)
+def _make_backbone_unet(backbone, citation):
+    def builder(input_shape=(224, 224, 3), num_classes=2, *, backbone_weights=None,
+                freeze_backbone=False, decoder_filters=_DECODER_FILTERS):
+        return _backbone_unet(f"unet_{backbone}", backbone, input_shape, num_classes,
+                             backbone_weights, freeze_backbone, decoder_filters)
 
-    builder.__name__ = builder.__qualname__ = f"unet_{encoder}"
-    builder.__doc__ = f"U-Net decoder (Ronneberger et al. 2015) over the {citation} encoder pyramid."
-    return register(task="segmentation", input_shape=(224, 224, 3))(builder)
+    builder.__name__ = builder.__qualname__ = f"unet_{backbone}"
+    builder.__doc__ = f"U-Net decoder (Ronneberger et al. 2015) over the {citation} backbone pyramid."
+    return register(task="segmentation", input_shape=(224, 224, 3), head=("logits",))(builder)
 
 
-_ENCODERS = {
+_BACKBONES = {
     "resnet18": "ResNet-18 (He et al. 2016)",
     "resnet34": "ResNet-34 (He et al. 2016)",
     "resnet50": "ResNet-50 (He et al. 2016)",
     "mobilenet_v2": "MobileNetV2 (Sandler et al. 2018)",
     "efficientnet_b0": "EfficientNet-B0 (Tan & Le 2019)",
 }
-for _encoder, _citation in _ENCODERS.items():
-    globals()[f"unet_{_encoder}"] = _make_encoder_unet(_encoder, _citation)
+for _encoder, _citation in _BACKBONES.items():
+    globals()[f"unet_{_encoder}"] = _make_backbone_unet(_encoder, _citation)

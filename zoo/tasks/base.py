@@ -1,47 +1,95 @@
-"""The task interface the pipeline talks to; the pipeline itself knows no task by name."""
+"""The task interface the pipeline talks to; the pipeline itself knows no task by name.
+
+A task is one package under zoo/tasks/ that registers one `Task` subclass: its name, its data
+sources, its own recipe data keys (`data_config`), and what differs in data preparation, loss,
+metrics, evaluation and prediction. The recipe schema, the registry's task check, the CLI's
+choices and the data loader are all derived from this table. Declaring a task imports no
+TensorFlow: task modules reach TensorFlow and Keras through `zoo.lazy`, and import the modules
+that subclass Keras classes (losses, metrics) where they use them.
+"""
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from zoo.config import DataConfig
 from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, read_image
-from zoo.errors import DataError
+from zoo.errors import DataError, RecipeError
+from zoo.lazy import tf
 
 TASKS: dict[str, "Task"] = {}
 
 
-def predict_dataset(model, dataset):
-    """(scores, targets) as NumPy over a batched (inputs, targets) dataset.
+@dataclass(frozen=True)
+class Source:
+    """A data source: where its loader `fn(data_config, task, split, truth) -> Split` lives
+    ("module:function", imported when a split is opened) and the data keys it needs."""
 
-    `model.predict` (not a Python loop of `predict_on_batch`) so distribution strategies
-    split each batch across replicas correctly.
-    """
-    scores = model.predict(dataset.map(lambda inputs, targets: inputs), verbose=0)
-    targets = [t for t in dataset.map(lambda inputs, targets: targets).as_numpy_iterator()]
-    return scores, np.concatenate(targets)
+    loader: str
+    requires: tuple = ()
+
+    def load(self, data, task, split, truth):
+        module, function = self.loader.split(":")
+        return getattr(importlib.import_module(module), function)(data, task, split, truth)
+
+
+# Sources every task reads; a task's own `sources` add to them or replace them.
+COMMON_SOURCES = {"tfds": Source("zoo.data:load_tfds", ("name",)),
+                  "synthetic": Source("zoo.data:load_synthetic", ("name",))}
 
 
 def register_task(cls):
+    if cls.name in TASKS:
+        raise ValueError(f"task {cls.name!r} registered twice")
     TASKS[cls.name] = cls()
     return cls
 
 
-def get_task(name: str) -> "Task":
-    import zoo.tasks  # noqa: F401  (registers every task)
+def predict_chunks(model, dataset, chunk_batches: int = 32):
+    """Yield (outputs, targets) NumPy for every `chunk_batches` batches of a batched
+    (inputs, targets) dataset, each chunk through one `model.predict`: a distribution strategy
+    splits its batches across replicas, and only one chunk of outputs is held at a time.
+    `targets` is the list of the chunk's per-batch targets."""
+    inputs, targets, batch_size = [], [], None
+    for x, y in dataset.as_numpy_iterator():
+        batch_size = batch_size or len(x)
+        inputs.append(x)
+        targets.append(y)
+        if len(inputs) == chunk_batches:
+            yield model.predict(np.concatenate(inputs), batch_size=batch_size, verbose=0), targets
+            inputs, targets = [], []
+    if inputs:
+        yield model.predict(np.concatenate(inputs), batch_size=batch_size, verbose=0), targets
 
-    return TASKS[name]
+
+def predict_all(model, dataset):
+    """(outputs, targets) of a whole batched dataset, concatenated (`predict_chunks`)."""
+    chunks = list(predict_chunks(model, dataset))
+    return (np.concatenate([outputs for outputs, _ in chunks]),
+            np.concatenate([y for _, targets in chunks for y in targets]))
 
 
 class Task:
     """Base class: override what the task needs; defaults fit single-label image tasks."""
 
     name: str = ""
-    sources: dict = {}  # task-specific data sources: name -> fn(data_config, task, split, truth) -> Split
+    sources: dict[str, Source] = {}  # the task's own sources, besides COMMON_SOURCES
+    data_config: type = DataConfig  # the recipe's `data:` section for this task
     min_classes: int = 2  # fewer classes in the training split is an error (one class: nothing to learn)
-    input_key: str = "image"  # canonical example key that holds the model input
     input_kind: str = f"image files ({', '.join(IMAGE_EXTENSIONS)})"  # what `zoo predict` reads
+
+    @property
+    def all_sources(self) -> dict[str, Source]:
+        return {**COMMON_SOURCES, **self.sources}
+
+    def check_recipe(self, recipe):
+        """Impossible values of the task's own recipe keys: a RecipeError naming the key."""
+        for key, value in vars(recipe.data).items():
+            if key not in DataConfig.__dataclass_fields__ and type(value) is int and value <= 0:
+                raise RecipeError(f"data.{key}: expected a positive number, got {value}")
 
     # -- data --------------------------------------------------------------
     def from_tfds(self, tfds_info) -> tuple:
@@ -97,6 +145,10 @@ class Task:
     def model_args(self, recipe, info: DatasetInfo) -> dict:
         return {"num_classes": info.num_classes, "input_shape": (*recipe.data.image_size, 3)}
 
+    def attach(self, model):
+        """Read what data preparation needs from the built model, before datasets are made
+        (detection: its anchor grid). The pipeline calls it right after building the model."""
+
     def model_num_classes(self, model) -> int:
         """How many classes a built or loaded model of this task predicts."""
         return int(model.output_shape[-1])
@@ -109,7 +161,8 @@ class Task:
 
     # -- evaluation ----------------------------------------------------------
     def evaluate(self, model, dataset, info: DatasetInfo) -> dict:
-        """Metrics of `model` on a batched, prepared eval dataset; `num_examples` included."""
+        """Metrics of `model` on a batched, prepared eval dataset (through `model.predict`,
+        see `predict_chunks`); `num_examples` included."""
         raise NotImplementedError
 
     # -- prediction (`zoo predict`) -------------------------------------------
@@ -132,6 +185,13 @@ class Task:
         return read_image(path)
 
     def predict(self, model, inputs, info: DatasetInfo, recipe, output_dir):
-        """Yield the lines to print for (path, `read_input` result) pairs, one input's lines
-        before the next input is pulled (pictures go to output_dir)."""
+        """Yield one prediction per (path, `read_input` result) pair, before the next input is
+        pulled; pictures go to output_dir. A prediction is data, which `zoo.predict.describe`
+        turns into lines: {"input": path} plus, as the task has them,
+          "top_k": [[class name, probability], ...]                  (classification, video)
+          "objects": [{"label", "score", "box": [x, y, w, h]}, ...], "threshold"  (detection,
+                     original-image pixels, the objects drawn: score >= threshold)
+          "classes": [[class name, fraction of pixels], ...], "mask": path  (segmentation)
+          "picture": path of the saved picture.
+        {"input": None, "message": text} is a line of its own (e.g. where all detections went)."""
         raise NotImplementedError

@@ -1,0 +1,64 @@
+"""Image classification: one label per image, softmax probabilities, top-1/top-5 accuracy."""
+from __future__ import annotations
+
+import numpy as np
+
+from zoo.data import DatasetInfo, to_rgb
+from zoo.data.augment import augment_image
+from zoo.lazy import keras
+from zoo.tasks.base import Source, Task, predict_all, register_task
+from zoo.tasks.classification.sources import tfds_label_features
+
+
+@register_task
+class Classification(Task):
+    name = "classification"
+    sources = {"folder": Source("zoo.tasks.classification.sources:load_folder", ("path",)),
+               "digits": Source("zoo.tasks.classification.sources:load_digits")}
+
+    def from_tfds(self, tfds_info):
+        image_key, label_key, label_feature = tfds_label_features(tfds_info)
+
+        def adapt(example):
+            return {"image": to_rgb(example[image_key]), "label": example[label_key]}
+
+        return adapt, DatasetInfo(label_feature.num_classes, list(label_feature.names))
+
+    def prepare(self, example, recipe, info, training):
+        image = augment_image(example["image"], recipe.data.image_size, recipe.data.augment,
+                              training, recipe.data.eval_crop)
+        return image, example["label"]
+
+    def loss(self, info, label_smoothing: float = 0.0):
+        from zoo.tasks.classification.metrics import SmoothedSparseCrossentropy
+
+        if label_smoothing:
+            return SmoothedSparseCrossentropy(label_smoothing, info.num_classes)
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def metrics(self, info):
+        from zoo.tasks.classification.metrics import TopKAccuracy
+
+        metrics = [TopKAccuracy(1, name="accuracy")]
+        if info.num_classes > 5:
+            metrics.append(TopKAccuracy(5, name="top5_accuracy"))
+        return metrics
+
+    def evaluate(self, model, dataset, info):
+        from zoo.tasks.classification.metrics import classification_metrics
+
+        scores, labels = predict_all(model, dataset)
+        return classification_metrics(scores, labels, info.num_classes)
+
+    def predict(self, model, inputs, info, recipe, output_dir):
+        for path, image in inputs:
+            image = augment_image(image, recipe.data.image_size, recipe.data.augment,
+                                  False, recipe.data.eval_crop)
+            probs = np.asarray(model.predict_on_batch(image[None]))[0]
+            yield {"input": str(path), "top_k": top_k(probs, info.class_names)}
+
+
+def top_k(probs, class_names, k=5) -> list:
+    """[[class name, probability], ...] of the k most probable classes, best first."""
+    order = np.argsort(probs)[::-1][:k]
+    return [[str(class_names[i]), float(probs[i])] for i in order]

@@ -1,0 +1,221 @@
+"""Object detection: anchors + focal loss (RetinaNet) and COCO-standard evaluation (pycocotools).
+
+Canonical example: {"image": uint8 (H, W, 3), "boxes": float32 (n, 4) yxyx_norm, "labels": int32
+(n,)}, optionally "crowd": bool (n,) (COCO iscrowd / VOC difficult: dropped from training, and
+"ignore" regions in evaluation) and "area": float32 (n,) (COCO's annotation area in original
+pixels, used for the small / medium / large split; default: the box area).
+
+Data flow (see docs/detection.md); one job per module:
+
+* anchors: the model owns its anchor grid (its `AnchorOutputs` layer, zoo/models/layers.py,
+  records it: `model_anchor_config`); the pipeline calls
+  `Detection.attach(model)` once the model is built or loaded, before it makes datasets, and
+  the training targets are matched to exactly those anchors;
+* `geometry`: letterbox: the image is scaled by min(H / h, W / w) (aspect kept), placed at the
+  top-left corner and zero-padded to the model's (H, W); training adds a random horizontal flip
+  (`data.augment.flip`) and scale jitter (`data.augment.scale_jitter`: that scale times a
+  random factor, then a random (H, W) crop or padding); boxes are clipped to the visible image
+  and dropped when less than a quarter of them (or less than a pixel) remains;
+* targets: the ground truth, padded to `data.max_boxes`, is matched to the model's anchors in
+  tf.data (`zoo.data.boxes.match_anchors`, IoU >= 0.5 positive, < 0.4 background, ignored in
+  between, plus each box's best anchors) -> (num_anchors, 5) rows [ty, tx, th, tw, class];
+* `losses`: `RetinaNetLoss` = sigmoid focal loss (alpha 0.25, gamma 2) over non-ignored
+  anchors + smooth-L1 (beta 0.11) or GIoU box loss over positives, both divided by the positives;
+* `evaluation` (`make_eval_dataset` + `evaluate`): `detector(model)`, one inference graph that
+  decodes, keeps the top 1000 anchors and runs per-class NMS (0.5) with score >= 0.05 and at
+  most 100 detections, run through `model.predict`; boxes mapped back to original-image pixels,
+  then pycocotools' COCOeval: mAP (AP@[.5:.95]), mAP50, mAP75, mAP_small / _medium / _large (-1
+  where the eval set has no object of that size, COCO's convention), AP/<class name>,
+  num_examples;
+* `drawing`: the pictures of `zoo predict`.
+
+`sources`: `tfds` (a "+"-joined list of datasets, see `load_tfds_detection`), `synthetic`
+(`shapes_detection`) and `coco` (`<path>/annotations/instances_<split>.json` + `<path>/<split>/`).
+Category ids: whatever the data uses; `DatasetInfo.extras["category_ids"][i]` is the id of
+class index i (saved to the run's dataset.json), used for predictions and evaluation.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.config import DataConfig
+from zoo.data import DatasetInfo, to_rgb
+from zoo.data import boxes as bx
+from zoo.errors import RecipeError
+from zoo.lazy import tf
+from zoo.tasks.base import Source, Task, predict_chunks, register_task
+from zoo.tasks.detection.geometry import canonical_objects, model_anchor_config, place
+from zoo.tasks.detection.sources import category_extras, tfds_object_features
+
+DISPLAY_THRESHOLD = 0.3  # the detections `zoo predict` returns as objects and draws
+
+
+@dataclass
+class DetectionData(DataConfig):
+    max_boxes: int = 100  # training ground truth padded (or cut) to this many boxes per image
+
+
+def category_ids(info: DatasetInfo) -> list:
+    """The dataset id of each class index (`extras["category_ids"]`; default: the indices)."""
+    return info.extras.get("category_ids") or list(range(info.num_classes))
+
+
+@register_task
+class Detection(Task):
+    name = "detection"
+    sources = {"coco": Source("zoo.tasks.detection.sources:load_coco", ("path",)),
+               "tfds": Source("zoo.tasks.detection.sources:load_tfds_detection", ("name",)),
+               "synthetic": Source("zoo.tasks.detection.sources:load_synthetic_detection", ("name",))}
+    data_config = DetectionData
+    min_classes = 1  # a one-class detector (e.g. people) is a real task
+
+    # The anchor grid of the model last passed to `attach`. Tasks are singletons (TASKS): the
+    # pipeline attaches its model right before it makes that model's datasets, and `prepare`
+    # reads the grid when tf.data traces it (while `make_dataset` runs), so every dataset keeps
+    # the grid of the model it was made for.
+    _anchors: bx.AnchorConfig | None = None
+
+    # -- data ----------------------------------------------------------------
+    def from_tfds(self, tfds_info):
+        image_key, objects_key, bbox, label, crowd, area, label_feature = tfds_object_features(tfds_info)
+
+        def adapt(example):
+            objects = example[objects_key]
+            # Mocked TFDS data gives the sequence fields different lengths: keep the common part.
+            keys = [bbox, label] + [k for k in (crowd, area) if k]
+            n = tf.reduce_min([tf.shape(objects[k])[0] for k in keys])
+            out = {"image": to_rgb(example[image_key]), "boxes": tf.cast(objects[bbox][:n], tf.float32),
+                   "labels": tf.cast(objects[label][:n], tf.int32)}
+            if crowd:
+                out["crowd"] = tf.cast(objects[crowd][:n], tf.bool)
+            if area:
+                out["area"] = tf.cast(objects[area][:n], tf.float32)
+            return out
+
+        names = list(label_feature.names)
+        return adapt, DatasetInfo(len(names), names, extras=category_extras(len(names)))
+
+    def attach(self, model):
+        """Record the model's anchor grid: the training targets are matched to these anchors."""
+        self._anchors = model_anchor_config(model)
+
+    def anchor_grid(self, recipe) -> bx.AnchorConfig:
+        """The attached model's anchor grid, for a recipe of the same input size."""
+        config = self._anchors
+        if config is None:
+            raise RuntimeError("detection: no model attached; call task.attach(model) before "
+                               "making datasets (the targets use the model's anchor grid)")
+        if list(config.image_size) != list(recipe.data.image_size):
+            raise RecipeError(f"data.image_size: {list(recipe.data.image_size)}, but the model's "
+                              f"anchor grid is for {config.image_size[0]}x{config.image_size[1]} inputs")
+        return config
+
+    def make_dataset(self, split, recipe, training, cache):
+        self.anchor_grid(recipe)  # a mismatch is one line here, not an error inside tf.data tracing
+        return super().make_dataset(split, recipe, training, cache)
+
+    def prepare(self, example, recipe, info, training):
+        """-> (float32 image (H, W, 3), targets (num_anchors, 5)) for fit and validation."""
+        anchors = self.anchor_grid(recipe).anchors()
+        size = tuple(recipe.data.image_size)
+        image, boxes, labels, crowd, _ = canonical_objects(example)
+        keep = tf.logical_not(crowd)
+        boxes, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
+        image, pixels, visible = place(image, boxes, size, training, recipe.data.augment)
+        pixels, labels = tf.boolean_mask(pixels, visible), tf.boolean_mask(labels, visible)
+        pixels, labels, valid = bx.pad_boxes(pixels, labels, recipe.data.max_boxes)
+        return image, bx.match_anchors(anchors, pixels, labels, valid)
+
+    def prepare_eval(self, example, recipe):
+        """-> (float32 image, every ground-truth box in original-image pixels, image size)."""
+        size = tuple(recipe.data.image_size)
+        image, boxes, labels, crowd, area = canonical_objects(example)
+        shape = tf.shape(image)
+        pixels = bx.normalized_to_pixels(boxes, shape[0], shape[1])
+        area = tf.where(area >= 0, area, bx.area(pixels))
+        image, _, _ = place(image, boxes, size, False, recipe.data.augment)
+        return image, {"boxes": pixels, "labels": labels, "valid": tf.ones_like(crowd),
+                       "crowd": crowd, "area": area, "size": shape[:2]}
+
+    def make_eval_dataset(self, split, recipe, validation_dataset):
+        """Evaluation batches: ground truth padded per batch (never cut to data.max_boxes)."""
+        dataset = split.dataset.map(lambda ex: self.prepare_eval(ex, recipe),
+                                    num_parallel_calls=tf.data.AUTOTUNE)
+        padding = (0.0, {"boxes": 0.0, "labels": -1, "valid": False, "crowd": False, "area": 0.0,
+                         "size": 0})
+        return dataset.padded_batch(recipe.data.batch_size, padding_values=padding).prefetch(tf.data.AUTOTUNE)
+
+    # -- model -----------------------------------------------------------------
+    def model_num_classes(self, model) -> int:
+        return int(model.output_shape[-1]) - 4  # 4 box deltas, then the class logits
+
+    def loss(self, info, **kwargs):
+        from zoo.tasks.detection.losses import RetinaNetLoss
+
+        try:
+            return RetinaNetLoss(**kwargs)
+        except TypeError as err:
+            raise RecipeError(f"train.loss: {err}") from None
+
+    # -- evaluation ------------------------------------------------------------
+    def evaluate(self, model, dataset, info):
+        """COCO metrics of `detector(model)` run through `model.predict` chunk by chunk."""
+        from zoo.tasks.detection.evaluation import (coco_detections, coco_ground_truth, coco_metrics,
+                                                    detector)
+
+        size = tuple(model_anchor_config(model).image_size)
+        ids = category_ids(info)
+        records, detections = [], []
+        for found, truths in predict_chunks(detector(model), dataset):
+            row = 0  # the image's row in this chunk's outputs
+            for truth in truths:
+                for i in range(len(truth["size"])):
+                    height, width = (int(v) for v in truth["size"][i])
+                    valid = truth["valid"][i]
+                    records.append((height, width, truth["boxes"][i][valid], truth["labels"][i][valid],
+                                    truth["crowd"][i][valid], truth["area"][i][valid]))
+                    detections += coco_detections(found, row, len(records), height, width, size, ids)
+                    row += 1
+        ground_truth = coco_ground_truth(records, info.class_names, ids)
+        return {**coco_metrics(ground_truth, detections), "num_examples": len(records)}
+
+    # -- prediction --------------------------------------------------------------
+    def predict(self, model, inputs, info, recipe, output_dir):
+        """Per image: {"input", "objects" (score >= DISPLAY_THRESHOLD, box [x, y, w, h] in
+        original-image pixels), "threshold", "picture"}; every detection (score >=
+        SCORE_THRESHOLD) goes to predictions.json (COCO results with file names), announced by
+        a last {"input": None, "message"}."""
+        from zoo.tasks.detection.drawing import draw_detections
+        from zoo.tasks.detection.evaluation import SCORE_THRESHOLD, detector, image_detections
+
+        run = detector(model)
+        size = tuple(model_anchor_config(model).image_size)
+        ids = category_ids(info)
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        for path, original in inputs:
+            height, width = int(original.shape[0]), int(original.shape[1])
+            image, _, _ = place(original, tf.zeros([0, 4]), size, False, recipe.data.augment)
+            found = run.predict_on_batch(image[None])
+            objects, drawn = [], []
+            for box, score, label in zip(*image_detections(found, 0, height, width, size)):
+                name = info.class_names[label] if label < len(info.class_names) else str(label)
+                y0, x0, y1, x1 = (float(v) for v in box)
+                xywh = [x0, y0, x1 - x0, y1 - y0]
+                results.append({"file_name": str(path), "category_id": int(ids[label]),
+                                "category": name, "bbox": xywh, "score": float(score)})
+                if score >= DISPLAY_THRESHOLD:
+                    objects.append({"label": name, "score": float(score), "box": xywh})
+                    drawn.append(((x0, y0, x1, y1), name, float(score), int(label)))
+            picture = output_dir / f"{Path(path).stem}_detections.png"
+            draw_detections(original, drawn).save(picture)
+            yield {"input": str(path), "objects": objects, "threshold": DISPLAY_THRESHOLD,
+                   "picture": str(picture)}
+        target = output_dir / "predictions.json"
+        target.write_text(json.dumps(results, indent=1))
+        yield {"input": None,
+               "message": (f"all detections (score >= {SCORE_THRESHOLD}, dataset category ids, "
+                           f"COCO [x, y, w, h] pixels): {target}")}

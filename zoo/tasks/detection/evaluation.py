@@ -1,0 +1,155 @@
+"""Detection inference and COCO evaluation.
+
+* `detector(model)`: one inference graph per model: the detector's raw outputs (B, A, 4 + C)
+  decoded against its own anchor grid, the `PRE_NMS_TOP_K` best-scoring anchors kept, then
+  per-class NMS (IoU 0.5, score >= `SCORE_THRESHOLD`, at most `MAX_DETECTIONS`), all inside
+  the graph: `detector(model).predict(images)` returns the padded detections only.
+* `coco_ground_truth` / `coco_detections` / `coco_metrics`: COCO-format ground truth and
+  results in original-image pixels, scored with pycocotools' COCOeval (bbox).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import weakref
+
+import keras
+import numpy as np
+
+from zoo.data import boxes as bx
+from zoo.lazy import tf
+from zoo.tasks.detection.geometry import model_anchor_config, to_original_pixels
+
+SCORE_THRESHOLD = 0.05  # detections kept for evaluation and predictions.json (COCO practice)
+IOU_THRESHOLD = 0.5  # per-class NMS
+MAX_DETECTIONS = 100  # per image (COCO's maxDets)
+PRE_NMS_TOP_K = 1000  # anchors kept, by their best class score, before NMS
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DecodeDetections(keras.layers.Layer):
+    """Raw detector outputs (B, A, 4 + C) -> padded post-NMS detections, a dict of
+    boxes (B, D, 4) yxyx model-input pixels, scores (B, D), classes (B, D) int32 and
+    num_detections (B,) int32, D = `max_detections` (`zoo.data.boxes.postprocess`).
+
+    Inference code, not model code: TensorFlow ops (top-k, combined NMS), no XLA.
+    """
+
+    def __init__(self, anchor_config: dict, num_classes: int, score_threshold=SCORE_THRESHOLD,
+                 iou_threshold=IOU_THRESHOLD, max_detections=MAX_DETECTIONS,
+                 pre_nms_top_k=PRE_NMS_TOP_K, **kwargs):
+        kwargs["dtype"] = "float32"  # never autocast the raw outputs (mixed precision)
+        super().__init__(**kwargs)
+        self.supports_jit = False  # no XLA kernel for CombinedNonMaxSuppression
+        self.anchor_config = dict(anchor_config)
+        self.num_classes = int(num_classes)
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.max_detections = int(max_detections)
+        self.pre_nms_top_k = int(pre_nms_top_k)
+        self._anchors = bx.AnchorConfig.from_dict(self.anchor_config).anchors()
+
+    def call(self, outputs):
+        # The model's flattening reshape leaves the anchor axis unknown inside a traced graph.
+        outputs = tf.ensure_shape(outputs, [None, len(self._anchors), 4 + self.num_classes])
+        return bx.postprocess(outputs, self._anchors, self.num_classes, self.score_threshold,
+                              self.iou_threshold, self.max_detections, self.pre_nms_top_k)
+
+    def compute_output_spec(self, outputs):
+        batch, size = outputs.shape[0], self.max_detections
+        return {"boxes": keras.KerasTensor((batch, size, 4), "float32"),
+                "scores": keras.KerasTensor((batch, size), "float32"),
+                "classes": keras.KerasTensor((batch, size), "int32"),
+                "num_detections": keras.KerasTensor((batch,), "int32")}
+
+    def get_config(self):
+        config = {**super().get_config(), "anchor_config": self.anchor_config,
+                  "num_classes": self.num_classes, "score_threshold": self.score_threshold,
+                  "iou_threshold": self.iou_threshold, "max_detections": self.max_detections,
+                  "pre_nms_top_k": self.pre_nms_top_k}
+        config.pop("dtype", None)
+        return config
+
+
+# Built once per model. The detector shares the model's layers (built from model.inputs and
+# model.outputs), not the model object, so the entry goes when the model does.
+_DETECTORS: "weakref.WeakKeyDictionary[keras.Model, keras.Model]" = weakref.WeakKeyDictionary()
+
+
+def detector(model) -> keras.Model:
+    """The inference graph of a zoo detector: images (B, H, W, 3) -> the padded detections
+    of `DecodeDetections` (a dict), built under the model's distribution strategy."""
+
+    found = _DETECTORS.get(model)
+    if found is None:
+        config = model_anchor_config(model)
+        num_classes = int(model.output_shape[-1]) - 4  # 4 box deltas, then the class logits
+        with model.distribute_strategy.scope():
+            decoded = DecodeDetections(dataclasses.asdict(config), num_classes,
+                                       name="decode_detections")(model.outputs[0])
+            found = keras.Model(model.inputs, decoded, name=f"{model.name}_detector")
+        _DETECTORS[model] = found
+    return found
+
+
+def image_detections(found: dict, index: int, height: int, width: int, size) -> tuple:
+    """Image `index` of a `detector` output: (boxes yxyx original-image pixels (n, 4),
+    scores (n,), class indices (n,)) for an original image of (height, width) letterboxed
+    into the model's `size`."""
+    n = int(found["num_detections"][index])
+    boxes = to_original_pixels(found["boxes"][index][:n], height, width, size)
+    return boxes, found["scores"][index][:n], found["classes"][index][:n]
+
+
+def coco_detections(found: dict, index: int, image_id: int, height: int, width: int, size,
+                    category_ids) -> list[dict]:
+    """COCO results [{image_id, category_id, bbox xywh, score}] of image `index` of a
+    `detector` output; boxes that collapse to nothing in original pixels are left out."""
+    boxes, scores, classes = image_detections(found, index, height, width, size)
+    out = []
+    for box, score, label in zip(bx.yxyx_to_xywh(boxes), scores, classes):
+        if box[2] > 0 and box[3] > 0:
+            out.append({"image_id": image_id, "category_id": int(category_ids[label]),
+                        "bbox": [float(v) for v in box], "score": float(score)})
+    return out
+
+
+def coco_ground_truth(records, class_names, category_ids) -> dict:
+    """COCO-format ground truth from (height, width, boxes yxyx pixels, labels, crowd, area)."""
+    images, annotations = [], []
+    for image_id, (height, width, boxes, labels, crowd, areas) in enumerate(records, start=1):
+        images.append({"id": image_id, "height": int(height), "width": int(width)})
+        for box, label, is_crowd, area in zip(bx.yxyx_to_xywh(np.asarray(boxes).reshape(-1, 4)), labels,
+                                              crowd, areas):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": int(category_ids[int(label)]),
+                                "bbox": [float(v) for v in box], "area": float(area),
+                                "iscrowd": int(bool(is_crowd))})
+    categories = [{"id": int(i), "name": n} for i, n in zip(category_ids, class_names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
+    """COCOeval (bbox) of detections [{image_id, category_id, bbox xywh, score}] -> metrics."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    keys = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large")
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    if not detections:
+        return {**{k: 0.0 for k in keys}, **{f"AP/{n}": 0.0 for n in names.values()}}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = ground_truth
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(detections), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    out = {k: float(v) for k, v in zip(keys, evaluator.stats[:6])}
+    precision = evaluator.eval["precision"]  # (iou, recall, category, area, max dets)
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        out[f"AP/{names[cat_id]}"] = float(p[p > -1].mean()) if (p > -1).any() else -1.0
+    return out

@@ -1,0 +1,150 @@
+"""Semantic segmentation: a class per pixel, 255 = ignore; cross-entropy (+ Dice), mIoU.
+
+Canonical example: {"image": uint8 (H, W, 3), "mask": uint8 (H, W)}; mask pixel = class index,
+IGNORE_INDEX (255) = not labelled (skipped by the loss and the metrics).
+
+Sources (sources.py):
+* `folder`: `<path>/<split>/images/<stem>.<ext>` + `<path>/<split>/masks/<stem>.png` (single
+  channel: 8-bit grey "L", palette "P" read as indices, or 16-bit with values <= 255). Images
+  stream from disk; only masks are read once up front, to check them and to infer
+  num_classes = (largest mask value other than 255) + 1 over the split (data.num_classes
+  overrides). Class names come from an optional `<path>/classes.txt` (one per line), else "0", "1"...
+* `tfds`: oxford_iiit_pet (trimap 1 = pet, 2 = background, 3 = border -> 0 background, 1 pet,
+  2 border; any other value -> 255) and, generically, any dataset with an image and a
+  "segmentation_mask" feature whose values are class ids (then data.num_classes is required).
+* `synthetic`: shapes_segmentation (background, circle, square, triangle).
+
+Metrics (metrics.py, Task.evaluate): a confusion matrix over all evaluated pixels whose ground
+truth is not 255 (accumulated over the eval split at the prepared resolution, data.image_size);
+IoU_c = TP / (TP + FP + FN); mIoU = mean of IoU_c over the classes present in the ground truth or
+the prediction (classes absent from both are skipped); pixel_accuracy = trace / total.
+Losses: losses.py; pictures (overlay + legend, palette mask PNG): drawing.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from zoo.data import DatasetInfo, to_rgb
+from zoo.data.augment import IGNORE_INDEX, augment_image_and_mask, resize
+from zoo.errors import RecipeError
+from zoo.lazy import tf
+from zoo.tasks.base import Source, Task, predict_chunks, register_task
+from zoo.tasks.segmentation.sources import PETS_CLASSES, pets_trimap_to_classes, squeeze_mask, tfds_mask_feature
+
+
+def class_names_for(info, num_classes) -> list[str]:
+    """The info's class names for `num_classes` classes, "<index>" where it has none."""
+    names = list(info.class_names or [])[:num_classes]
+    return names + [str(i) for i in range(len(names), num_classes)]
+
+
+@register_task
+class Segmentation(Task):
+    name = "segmentation"
+    sources = {"folder": Source("zoo.tasks.segmentation.sources:load_folder", ("path",))}
+
+    def from_tfds(self, tfds_info):
+        image_key, mask_key = tfds_mask_feature(tfds_info)
+        if tfds_info.name == "oxford_iiit_pet":
+            def adapt(example):
+                return {"image": to_rgb(example[image_key]),
+                        "mask": pets_trimap_to_classes(squeeze_mask(example[mask_key]))}
+
+            return adapt, DatasetInfo(3, list(PETS_CLASSES))
+
+        def adapt_generic(example):
+            return {"image": to_rgb(example[image_key]),
+                    "mask": tf.cast(squeeze_mask(example[mask_key]), tf.uint8)}
+
+        # Mask values are class ids as stored; the dataset does not say how many: the recipe must.
+        return adapt_generic, DatasetInfo(0, [], extras={"tfds_name": tfds_info.name})
+
+    def prepare(self, example, recipe, info, training):
+        image, mask = example["image"], squeeze_mask(example["mask"])
+        mask = tf.cast(mask, tf.uint8)
+        labelled = tf.where(mask == IGNORE_INDEX, tf.zeros_like(mask), mask)
+        checks = [
+            tf.debugging.assert_equal(tf.shape(image)[:2], tf.shape(mask)[:2],
+                                      message="segmentation mask size differs from its image"),
+            tf.debugging.assert_less(tf.cast(labelled, tf.int32), max(int(info.num_classes), 1),
+                                     message=f"segmentation mask value >= num_classes "
+                                             f"({info.num_classes}), other than 255"),
+        ]
+        with tf.control_dependencies(checks):
+            mask = tf.identity(mask)
+        image, mask = augment_image_and_mask(image, mask, recipe.data.image_size,
+                                             recipe.data.augment, training)
+        return image, tf.cast(mask, tf.int32)
+
+    def example_bytes(self, recipe) -> int:
+        """Image + mask bytes. Cached examples are stored *before* resizing: the synthetic ones
+        have data.image_size, others an unknown size, assumed 512x512 at least."""
+        height, width = recipe.data.image_size
+        if recipe.data.source != "synthetic":
+            height, width = max(height, 512), max(width, 512)
+        return height * width * 4
+
+    def model_args(self, recipe, info):
+        if not info.num_classes:
+            raise RecipeError(f"data.num_classes: required: {recipe.data.source} dataset "
+                              f"{recipe.data.name or recipe.data.path} does not say how many classes its masks have")
+        return super().model_args(recipe, info)
+
+    def loss(self, info, dice_weight: float = 0.0):
+        from zoo.tasks.segmentation.losses import SegmentationLoss
+
+        if dice_weight < 0:
+            raise RecipeError(f"train.loss.dice_weight: expected a non-negative number, got {dice_weight}")
+        return SegmentationLoss(num_classes=info.num_classes, dice_weight=dice_weight)
+
+    def metrics(self, info):
+        from zoo.tasks.segmentation.metrics import PixelAccuracy, mean_iou
+
+        return [mean_iou(info.num_classes, name="mIoU"),
+                PixelAccuracy(info.num_classes, name="pixel_accuracy")]
+
+    def evaluate(self, model, dataset, info):
+        """`segmentation_metrics` of the confusion matrix over the dataset, accumulated chunk by
+        chunk of `model.predict` on the argmax model (only class ids leave the device)."""
+        from zoo.tasks.segmentation.metrics import class_map_model, confusion_matrix, segmentation_metrics
+
+        num_classes = info.num_classes
+        confusion = np.zeros((num_classes, num_classes), np.int64)
+        count = 0
+        for classes, targets in predict_chunks(class_map_model(model), dataset):
+            start = 0
+            for masks in targets:
+                confusion += confusion_matrix(masks, classes[start:start + len(masks)], num_classes)
+                start += len(masks)
+            count += len(classes)
+        return segmentation_metrics(confusion, class_names_for(info, num_classes), count)
+
+    def predict(self, model, inputs, info, recipe, output_dir):
+        """Per input: the class map at the input's size (probabilities resized bilinearly, then
+        argmax), saved as `<stem>_mask.png` (palette PNG of class ids) and drawn over the image
+        with a legend as `<stem>_segmentation.png`; "classes" lists the classes present, by
+        pixel fraction, largest first."""
+        from zoo.tasks.segmentation.drawing import mask_image, render_overlay
+
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        num_classes = self.model_num_classes(model)
+        names = class_names_for(info, num_classes)
+        for path, image in inputs:
+            height, width = int(image.shape[0]), int(image.shape[1])
+            batch = resize(tf.cast(image, tf.float32), recipe.data.image_size)
+            probs = np.asarray(model.predict_on_batch(batch[None]), np.float32)[0]
+            probs = tf.image.resize(probs, (height, width), method="bilinear")  # back to the input size
+            classes = np.asarray(tf.argmax(probs, axis=-1), np.int64)
+            fractions = np.bincount(classes.ravel(), minlength=num_classes) / classes.size
+            stem = Path(path).stem
+            picture = output_dir / f"{stem}_segmentation.png"
+            render_overlay(np.asarray(image), classes, names, fractions).save(picture)
+            mask = output_dir / f"{stem}_mask.png"
+            mask_image(classes, names).save(mask)
+            order = sorted(range(num_classes), key=lambda i: (-fractions[i], i))
+            yield {"input": str(path),
+                   "classes": [[names[i], float(fractions[i])] for i in order if fractions[i] > 0],
+                   "mask": str(mask), "picture": str(picture)}
