@@ -55,6 +55,11 @@ class ScheduleConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    patience: int = 5  # epochs without improvement of the task's main metric before stopping
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -63,6 +68,9 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None  # default: one pass over the training split
     validate: bool = True  # evaluate on the eval split after every epoch (history.csv val_*)
     verbose: Literal[0, 1, 2] = 1  # 1: Keras progress bar per epoch; 2: one line per epoch; 0: silent
+    freeze_epochs: int = 0  # train only the head (normalization statistics frozen) for the first N epochs
+    eval_every: int = 1  # the task's main metric (accuracy, mIoU, mAP) on the eval split every N epochs
+    early_stopping: Optional[EarlyStoppingConfig] = None  # stop when the main metric stops improving
 
 
 @dataclass
@@ -77,3 +85,4 @@ class RuntimeConfig:
 class ModelConfig:
     name: str
     params: dict = field(default_factory=dict)  # the builder's keyword arguments
+    pretrained: Union[bool, str, None] = None  # TAG | imagenet | PATH | URL: start from these weights

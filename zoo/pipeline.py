@@ -130,7 +130,8 @@ def build_model(recipe, task, info):
     """The recipe's model for `info`'s classes; a builder's refusal (ValueError: an input size
     the architecture cannot take, an impossible argument) is a bad recipe, named in one line."""
     try:
-        return create_model(recipe.model.name, **task.model_args(recipe, info), **recipe.model.params)
+        return create_model(recipe.model.name, pretrained=recipe.model.pretrained or False,
+                            **task.model_args(recipe, info), **recipe.model.params)
     except ValueError as err:
         raise RecipeError(f"model: {recipe.model.name} cannot be built from this recipe "
                           f"(data.image_size {recipe.data.image_size}): {str(err).splitlines()[0]}") from None

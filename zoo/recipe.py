@@ -62,7 +62,7 @@ class Recipe:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         model = out.pop("model")
-        out["model"] = {"name": model["name"], **model["params"]}
+        out["model"] = {"name": model["name"], "pretrained": model["pretrained"], **model["params"]}
         return out
 
     def to_yaml(self) -> str:
@@ -187,7 +187,7 @@ def from_dict(data: dict) -> Recipe:
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise RecipeError("model.name: required, the name of a registered model")
     model = _renamed_keys(dict(model))
-    data["model"] = {"name": model.pop("name"), "params": model}
+    data["model"] = {"name": model.pop("name"), "pretrained": model.pop("pretrained", None), "params": model}
     task = _task_of(data)
     recipe = _build(Recipe, data, "", types_of={"data": task.data_config})
     _check(recipe, task)
