@@ -41,11 +41,11 @@ from zoo.tasks import get_task  # noqa: E402
 from zoo.weights import ASSETS_DIR, file_sha256  # noqa: E402
 
 
-def model_args(recipe) -> dict:
-    """The num_classes and input_shape the pipeline builds the recipe's model with."""
+def model_args(recipe) -> tuple[dict, list]:
+    """(the num_classes and input_shape the pipeline builds the recipe's model with, class names)."""
     task = get_task(recipe.task)
     info = _with_num_classes(recipe, load_split(recipe, task, recipe.data.train_split).info)
-    return task.model_args(recipe, info)
+    return task.model_args(recipe, info), list(info.class_names)
 
 
 def describe_dataset(recipe, num_examples) -> str:
@@ -57,7 +57,7 @@ def describe_dataset(recipe, num_examples) -> str:
 def save_weights_atomic(recipe, model, path: Path, float16=False):
     """The model's weights only: copied into a fresh, uncompiled build first, because a
     compiled model's save_weights also writes the optimizer's state (3x the size for Adam)."""
-    clean = zoo.create_model(recipe.model.name, **model_args(recipe), **recipe.model.params)
+    clean = zoo.create_model(recipe.model.name, **model_args(recipe)[0], **recipe.model.params)
     clean.set_weights(model.get_weights())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("tmp-" + path.name)  # still ends in .weights.h5, as Keras requires
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         parser.error(f"--evaluate-only: no file {path}")
 
     metrics = zoo.evaluate(recipe, weights=path)
-    built = model_args(recipe)
+    built, class_names = model_args(recipe)
     float16_note = (f" --float16 (stored as float16; {path.stat().st_size / 1e6:.0f} MB)"
                     if stored_as_float16(path) else "")
     row = {
@@ -131,6 +131,7 @@ def main(argv=None) -> int:
         "dataset": args.dataset or describe_dataset(recipe, metrics.get("num_examples")),
         "input_size": tuple(int(s) for s in built["input_shape"]),
         "num_classes": int(built["num_classes"]),
+        "class_names": tuple(str(name) for name in class_names),
         "preprocessing": "raw RGB pixels 0..255; the model normalizes them itself",
         "metrics": {k: round(float(v), 4) for k, v in metrics.items() if k != "num_examples"},
         "tolerance": args.tolerance,

@@ -39,6 +39,11 @@ def test_a_wheel_ships_every_package_and_the_recipes():
     assert all(len(p.relative_to(RECIPES_DIR).parts) == 2 for p in RECIPES_DIR.rglob("*.yaml"))
 
 
+def test_the_version_is_the_packages():
+    tomllib = pytest.importorskip("tomllib")
+    assert zoo.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
 def test_extends_deep_merges_relative_to_the_file(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "b.yaml").write_text(

@@ -466,7 +466,7 @@ def test_tfds_oxford_pets_with_mock_data(tmp_path):
     trimap = tf.constant([[1, 2], [3, 0]], tf.uint8)
     np.testing.assert_array_equal(pets_trimap_to_classes(trimap).numpy(), [[1, 0], [2, 255]])
     shipped = zoo.load_recipe("oxford_pets_unet")
-    assert shipped.model.params["backbone_weights"] == "imagenet"
+    assert shipped.model.pretrained == "imagenet" and "backbone_weights" not in shipped.model.params
     data = shipped.to_dict()
     data["model"] = {"name": "unet_small"}  # the data path is under test here, not the encoder
     recipe = zoo.load_recipe(data, overrides=[

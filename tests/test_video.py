@@ -196,7 +196,7 @@ def test_temporal_signal_lstm_beats_frame_average():
 def test_tfds_ucf101_with_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     recipe = load_recipe("ucf101_cnn_lstm", [
-        "model.name=cnn_lstm", "model.backbone_weights=null", "model.freeze_backbone=false",
+        "model.name=cnn_lstm", "model.pretrained=null", "model.freeze_backbone=false",
         "model.dropout=0.0", "model.rnn_units=8",
         "data.image_size=[24,24]", "data.num_frames=4", "data.batch_size=2", "data.eval_clips=2",
         "train.epochs=1", "train.steps_per_epoch=2",

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import importlib
 
+from zoo.version import __version__  # noqa: F401  (zoo.__version__)
+
 _API = {"create_model": "zoo.models", "list_models": "zoo.models", "list_pretrained": "zoo.models",
         "load_recipe": "zoo.recipe", "train": "zoo.pipeline", "evaluate": "zoo.pipeline"}
 
 __all__ = sorted(_API)
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

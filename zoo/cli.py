@@ -36,10 +36,19 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--weights", help="a .keras / .weights.h5 file, a pretrained tag, or 'pretrained'")
 
-    p = sub.add_parser("predict", help="predict on images (or clips) with a run directory or model file")
-    p.add_argument("model", help="a run directory, its model.keras, or a model name with pretrained weights")
-    p.add_argument("inputs", nargs="+", help="image files (clip folders / videos for video models)")
-    p.add_argument("--output", help="where pictures of the predictions go (default: next to the inputs' run)")
+    p = sub.add_parser("predict", help="predict on images (or clips) with a run directory, a model file "
+                                       "or pretrained weights")
+    p.add_argument("model", help="a run directory, a .keras file, or pretrained weights as `zoo list "
+                                 "--pretrained` names them (e.g. retinanet_small.shapes)")
+    p.add_argument("inputs", nargs="+", help="image files (clip folders / videos for video models); "
+                                             "a folder: each of them in it")
+    p.add_argument("--output", help="where pictures of the predictions go (default: predictions/ in the "
+                                    "run directory, beside a model file, or in the current directory)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per input (JSON Lines) instead of text lines")
+    p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,
+                   help="detection: keep one box per object, the best-scoring class "
+                        "(class-agnostic NMS of the boxes reported and drawn; default: on)")
     return parser
 
 
@@ -115,10 +124,10 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from zoo.predict import describe, iter_predict
+    from zoo.predict import describe, iter_predict, to_json
 
-    for prediction in iter_predict(args.model, args.inputs, args.output):
-        for line in describe(prediction):
+    for prediction in iter_predict(args.model, args.inputs, args.output, agnostic_nms=args.agnostic_nms):
+        for line in [to_json(prediction)] if args.json else describe(prediction):
             print(line, flush=True)  # each input's lines as soon as they exist
 
 

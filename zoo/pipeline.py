@@ -2,13 +2,18 @@
 
 recipe -> runtime (policy, strategy) -> source -> task.prepare -> batched tf.data ->
 model (built under the strategy's scope) -> compile with the task's loss and metrics ->
-fit -> task.evaluate -> run directory.
+fit (the head alone for train.freeze_epochs, then every layer: two fits, one optimizer; the
+main metric every train.eval_every epochs, best.keras, early stopping) -> task.evaluate ->
+run directory.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
 import json
+import math
+import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +24,12 @@ import tensorflow as tf
 from zoo import run_dir, runtime
 from zoo.data import DatasetInfo, load_split, preview
 from zoo.errors import DataError, RecipeError, ZooError
-from zoo.models import create_model, load_model_file
+from zoo.models import create_model, get_entry, load_model_file
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, load_recipe
 from zoo.tasks import get_task
+from zoo.tasks.base import progress
 
 CACHE_BUDGET_BYTES = 1 << 30  # cache decoded examples in memory below this estimate
 
@@ -79,10 +85,29 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class EpochSummary(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, then one summary line per epoch: losses, metrics, lr, time."""
+    """One summary line per epoch (losses, metrics, lr, time); with verbose 1 after Keras'
+    progress bar, with verbose 2 alone (Keras' own epoch line would repeat it). `epochs`: the
+    run's total, where one `fit` runs only some of them (train.freeze_epochs)."""
+
+    def __init__(self, epochs: int | None = None):
+        super().__init__()
+        self.total = epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total or self.epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.verbose == 1:
+            super().on_epoch_begin(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.verbose == 1:
+            super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
+        if self.verbose == 1:
+            super().on_epoch_end(epoch, logs)
         if not self.verbose:
             return
         logs = dict(logs or {})
@@ -91,6 +116,100 @@ class EpochSummary(keras.callbacks.ProgbarLogger):
         lr = self.model.optimizer.learning_rate
         parts.append(f"lr {float(keras.ops.convert_to_numpy(lr)):.3g}")
         print(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - " + " - ".join(parts), flush=True)
+
+
+class MainMetric(keras.callbacks.Callback):
+    """Every `every` epochs, the task's own evaluation (`task.evaluate`, what metrics.json holds)
+    on the eval split, its numbers added to the epoch's logs as `val_<name>` (per-class values
+    and `num_examples` left out) for the callbacks after it: history.csv, TensorBoard, the
+    summary line, best.keras. Used where Keras' validation does not compute the task's main
+    metric (detection's mAP)."""
+
+    def __init__(self, task, dataset, info, every: int, guard):
+        super().__init__()
+        self.task, self.dataset, self.info, self.every, self.guard = task, dataset, info, every, guard
+        self.last = None  # (epoch, metrics) of the latest evaluation
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.tripped or (epoch + 1) % self.every:
+            return
+        metrics = self.task.evaluate(self.model, self.dataset, self.info)
+        self.last = (epoch, metrics)
+        for key, value in metrics.items():
+            if key != "num_examples" and "/" not in key and isinstance(value, (int, float)):
+                logs[f"val_{key}"] = float(value)
+
+
+class HeadOnly:
+    """train.freeze_epochs: `freeze` leaves only the model's head (the layers the registry
+    declares) trainable; every other layer is non-trainable, so BatchNormalization runs in
+    inference mode with its statistics frozen. `restore` puts back every layer's and variable's
+    own setting (a `model.freeze_backbone` stays frozen). Keras needs a recompile after either."""
+
+    def __init__(self, model, head):
+        self.model = model
+        self.layers = [(layer, layer.trainable) for layer in model._flatten_layers(include_self=False)]
+        self.variables = [(v, v.trainable) for v in model.weights]
+        found = {layer.name: layer for layer, _ in self.layers}
+        self.head = [found[name] for name in head if name in found]
+        if not self.head:
+            raise RecipeError(f"train.freeze_epochs: model {model.name} has no head layer to train "
+                              f"(the registry declares {list(head) or 'none'})")
+        self.frozen = False
+
+    def _freeze(self, layer):
+        for sub in layer._flatten_layers(include_self=False, recursive=False):
+            if any(sub is h for h in self.head):
+                continue
+            if any(h is inner for h in self.head for inner in sub._flatten_layers(include_self=False)):
+                self._freeze(sub)  # a block holding the head: freeze the rest of it
+            else:
+                sub.trainable = False
+
+    def freeze(self):
+        self._freeze(self.model)
+        self.frozen = True
+
+    def restore(self):
+        for layer, trainable in self.layers:  # outer layers first: an inner one's own flag wins
+            layer.trainable = trainable
+        for variable, trainable in self.variables:
+            variable.trainable = trainable
+        self.frozen = False
+
+    @contextlib.contextmanager
+    def unfrozen(self):
+        """The layers' own settings while the block runs (saving a model mid-training: a
+        `.keras` file must not record layers frozen for the first epochs only)."""
+        frozen = self.frozen
+        if frozen:
+            self.restore()
+        try:
+            yield
+        finally:
+            if frozen:
+                self.freeze()
+
+
+def _phases(initial_epoch: int, freeze_epochs: int, epochs: int) -> list[tuple]:
+    """(first epoch, end epoch, head only) of each `model.fit` still to run."""
+    phases = [(initial_epoch, freeze_epochs, True)] if initial_epoch < freeze_epochs else []
+    start = max(initial_epoch, freeze_epochs)
+    return phases + ([(start, epochs, False)] if start < epochs else [])
+
+
+def resolved_header(strategy) -> str:
+    """YAML comments at the top of a run's recipe.yaml: what `auto` resolved to and the versions
+    that ran (comments, so the file still loads back as the recipe)."""
+    from zoo.version import __version__
+
+    names = {"MirroredStrategy": "mirrored", "MultiWorkerMirroredStrategy": "multi_worker",
+             "TPUStrategy": "tpu", "TPUStrategyV2": "tpu"}
+    distribution = names.get(type(strategy).__name__, "none")
+    return (f"# resolved: runtime.mixed_precision {keras.config.dtype_policy().name}, "
+            f"runtime.distribution {distribution} ({strategy.num_replicas_in_sync} replica(s))\n"
+            f"# versions: keras-zoo {__version__}, keras {keras.__version__}, "
+            f"tensorflow {tf.__version__}, python {platform.python_version()}\n")
 
 
 def _steps_per_epoch(recipe, dataset, info) -> int:
@@ -161,45 +280,93 @@ def _train(recipe, out: Path, resume: bool) -> Run:
     train_ds = task.make_dataset(train_split, recipe, True, _should_cache(recipe, task, train_split))
     eval_ds = task.make_dataset(eval_split, recipe, False, _should_cache(recipe, task, eval_split))
     steps = _steps_per_epoch(recipe, train_ds, info)
+    cfg = recipe.train
+    head_only = HeadOnly(model, get_entry(recipe.model.name).head) if cfg.freeze_epochs else None
+
+    def compile_model(optimizer):  # the same optimizer object: its step count and slots go on
+        with strategy.scope():
+            loss = task.loss(info, **cfg.loss)  # first: a task may derive metrics from its loss
+            model.compile(optimizer=optimizer, loss=loss, metrics=task.metrics(info),
+                          steps_per_execution=recipe.runtime.steps_per_execution)
 
     with strategy.scope():
-        model.compile(optimizer=build_optimizer(recipe.train, steps),
-                      loss=task.loss(info, **recipe.train.loss), metrics=task.metrics(info),
-                      steps_per_execution=recipe.runtime.steps_per_execution)
+        compile_model(build_optimizer(cfg, steps))  # the optimizer's variables: under the strategy
+        # Built for every variable the model trains when unfrozen, so the head-only epochs and
+        # the checkpoints use one optimizer state.
+        model.optimizer.build(model.trainable_variables)
         guard = run_dir.DivergenceGuard()
         checkpoint = run_dir.Checkpoint(out / "checkpoints", guard)
         initial_epoch = checkpoint.restore(model)  # before anything is written: it may not fit
 
     for line in changed:
         print(f"resuming with a changed recipe key: {line}", flush=True)
-    run_dir.write_atomic(out / "recipe.yaml", recipe.to_yaml())
+    run_dir.write_atomic(out / "recipe.yaml", resolved_header(strategy) + recipe.to_yaml())
     run_dir.write_atomic(out / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
-    callbacks = [
-        EpochTimer(),
-        guard,
-        run_dir.HistoryLog(out / "history.csv", initial_epoch, guard),
-        checkpoint,
-        keras.callbacks.TensorBoard(str(out / "logs"), profile_batch=0, write_graph=False),
-        EpochSummary(),
-    ]
+    history_log = run_dir.HistoryLog(out / "history.csv", initial_epoch, guard)
+    evaluator = best = None
+    if cfg.validate:
+        main = task.main_metric
+        if main not in {m.name for m in task.metrics(info)}:  # Keras' validation does not compute it
+            evaluator = MainMetric(task, task.make_eval_dataset(eval_split, recipe, eval_ds), info,
+                                   cfg.eval_every, guard)
+
+        def save_best():  # keras.saving.save_model is what model.save runs; tests/test_faults.py
+            # kills the process inside keras.Model.save to hit the model.keras write only
+            with head_only.unfrozen() if head_only else contextlib.nullcontext():
+                run_dir.save_model_atomic(model, out / "best.keras", keras.saving.save_model)
+
+        patience = cfg.early_stopping.patience if cfg.early_stopping else None
+        best = run_dir.BestModel(f"val_{main}", save_best, guard, patience, history_log.rows)
+    # In this order: what adds to an epoch's logs (the main metric, the time) before what reads them.
+    callbacks = [c for c in (guard, evaluator, EpochTimer(), best, history_log, checkpoint) if c is not None]
     resumed = f", resuming after epoch {initial_epoch}" if initial_epoch else ""
     print(f"training {recipe.model.name} ({model.count_params():,} parameters) on "
           f"{recipe.data.source}:{recipe.data.name or recipe.data.path}, "
           f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name}; "
           f"run directory {out}{resumed}", flush=True)
-    with data_errors(train_split, eval_split):
-        history = model.fit(train_ds, epochs=recipe.train.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps, validation_data=eval_ds if recipe.train.validate else None,
-                            callbacks=callbacks, verbose=recipe.train.verbose, shuffle=False)
+    histories = []
+    stopped = best is not None and best.stopped  # a resumed run that had stopped early: finish it
+    phases = [] if stopped else _phases(initial_epoch, cfg.freeze_epochs, cfg.epochs)
+    for first, end, frozen in phases:
+        if head_only and frozen != head_only.frozen:
+            if frozen:
+                head_only.freeze()
+            else:
+                head_only.restore()
+            compile_model(model.optimizer)
+        if head_only:
+            trainable = sum(math.prod(v.shape) for v in model.trainable_variables)
+            what = (f"only the head ({', '.join(layer.name for layer in head_only.head)}: {trainable:,} "
+                    f"trainable parameters)" if frozen else "every layer (train.freeze_epochs is over)")
+            print(f"epochs {first + 1}-{end}: training {what}", flush=True)
+        tensorboard = keras.callbacks.TensorBoard(str(out / "logs"), profile_batch=0, write_graph=False)
+        with data_errors(train_split, eval_split):
+            histories.append(model.fit(
+                train_ds, epochs=end, initial_epoch=first, steps_per_epoch=steps,
+                validation_data=eval_ds if cfg.validate else None, validation_freq=cfg.eval_every,
+                callbacks=[*callbacks, tensorboard, EpochSummary(cfg.epochs)], verbose=cfg.verbose, shuffle=False))
+        if guard.tripped or (best is not None and best.stopped):
+            break
     if guard.tripped:
         raise ZooError(guard.message(keras.config.dtype_policy().name, checkpoint.epoch, out / "checkpoints"))
+    if best is not None and best.stopped:
+        print(best.message(), flush=True)
+    if head_only:
+        head_only.restore()  # the saved model records every layer's own setting
     run_dir.save_model_atomic(model, out / "model.keras")
     save_curves(out / "history.csv", out / "curves.png")
-    with data_errors(eval_split):
-        metrics = task.evaluate(model, task.make_eval_dataset(eval_split, recipe, eval_ds), info)
+    if evaluator is not None and evaluator.last and evaluator.last[0] == checkpoint.epoch - 1:
+        metrics = evaluator.last[1]  # the last epoch was evaluated: the same model, the same numbers
+    else:
+        with data_errors(eval_split):
+            metrics = task.evaluate(model, task.make_eval_dataset(eval_split, recipe, eval_ds), info)
     run_dir.write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     print("metrics: " + json.dumps(metrics), flush=True)
-    return Run(out, model, metrics, history.history)
+    merged = {}
+    for history in histories:
+        for key, values in history.history.items():
+            merged.setdefault(key, []).extend(values)
+    return Run(out, model, metrics, merged)
 
 
 def run_info(weights) -> DatasetInfo | None:
@@ -236,9 +403,10 @@ def write_metrics(output_dir, metrics: dict):
         raise ZooError(f"cannot write {path}: {err.strerror or err}") from None
 
 
-def evaluate(recipe, weights=None, output_dir=None) -> dict:
+def evaluate(recipe, weights=None, output_dir=None, verbose=None) -> dict:
     """Measure a model on the recipe's eval split; `weights` as in `load_weights_into`. The
-    classes of the run the weights come from (its dataset.json) are the truth for the split."""
+    classes of the run the weights come from (its dataset.json) are the truth for the split.
+    `verbose`: a progress bar over the batches (default: when stdout is a terminal)."""
     recipe = _as_recipe(recipe)
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
@@ -258,7 +426,9 @@ def evaluate(recipe, weights=None, output_dir=None) -> dict:
         raise ZooError(f"the model predicts {predicted} classes but the evaluation data has "
                        f"{info.num_classes} ({preview(info.class_names)}): the weights {weights} were "
                        f"not trained on these classes")
-    with data_errors(split):
+    if verbose is None:
+        verbose = int(sys.stdout.isatty())
+    with data_errors(split), progress(verbose):
         metrics = task.evaluate(model, dataset, info)
     if output_dir is not None:
         write_metrics(output_dir, metrics)

@@ -10,23 +10,24 @@ PANEL_W, PANEL_H, MARGIN = 360, 220, 40
 TRAIN_COLOUR, VAL_COLOUR, AXIS_COLOUR = (31, 119, 180), (255, 127, 14), (90, 90, 90)
 
 
-def _panel(draw, origin, title, series):
-    """Draw `series` (name -> (values, colour)) in a box at `origin`, with min/max labels."""
+def _panel(draw, origin, title, series, first, last):
+    """Draw `series` (name -> (epochs, values, colour)) in a box at `origin`, epochs `first` to
+    `last` across, with min/max labels; a series may skip epochs (train.eval_every)."""
     x0, y0 = origin
     left, top, right, bottom = x0 + MARGIN, y0 + 24, x0 + PANEL_W - 10, y0 + PANEL_H - 24
-    values = [v for vals, _ in series.values() for v in vals]
+    values = [v for _, vals, _ in series.values() for v in vals]
     low, high = min(values), max(values)
     span = (high - low) or 1.0
     draw.rectangle([left, top, right, bottom], outline=AXIS_COLOUR)
     draw.text((left, y0 + 6), title, fill=(0, 0, 0))
     draw.text((x0 + 2, top), f"{high:.3g}", fill=AXIS_COLOUR)
     draw.text((x0 + 2, bottom - 10), f"{low:.3g}", fill=AXIS_COLOUR)
-    longest = max(len(vals) for vals, _ in series.values())
-    draw.text((left, bottom + 6), "epoch 1", fill=AXIS_COLOUR)
-    draw.text((right - 50, bottom + 6), f"epoch {longest}", fill=AXIS_COLOUR)
-    for n, (name, (vals, colour)) in enumerate(series.items()):
-        step = (right - left) / max(longest - 1, 1)
-        points = [(left + i * step, bottom - (v - low) / span * (bottom - top)) for i, v in enumerate(vals)]
+    draw.text((left, bottom + 6), f"epoch {first + 1}", fill=AXIS_COLOUR)
+    draw.text((right - 50, bottom + 6), f"epoch {last + 1}", fill=AXIS_COLOUR)
+    step = (right - left) / max(last - first, 1)
+    for n, (name, (epochs, vals, colour)) in enumerate(series.items()):
+        points = [(left + (e - first) * step, bottom - (v - low) / span * (bottom - top))
+                  for e, v in zip(epochs, vals)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         for px, py in points:
@@ -35,24 +36,34 @@ def _panel(draw, origin, title, series):
 
 
 def save_curves(history_csv: Path, path: Path):
-    """One panel per quantity of a run's history.csv (`x` and `val_x` together)."""
+    """One panel per quantity of a run's history.csv (`x` and `val_x` together; a `val_x`
+    without `x`, such as detection's val_mAP, alone), each point at its epoch."""
     with open(history_csv) as f:
         rows = list(csv.DictReader(f))
-    history = {}
+    history = {}  # key -> (epochs, values), the rows where it has a value
     for key in (rows[0] if rows else {}):
-        values = [float(r[key]) for r in rows if r[key] not in ("", "NA")]
-        if key != "epoch" and values:
-            history[key] = values
-    names = [k for k in history if not k.startswith("val_") and k not in ("learning_rate", "epoch_seconds")]
-    if not names or not history[names[0]]:
+        if key == "epoch":
+            continue
+        points = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) not in (None, "", "NA")]
+        if points:
+            history[key] = ([e for e, _ in points], [v for _, v in points])
+    skip = ("learning_rate", "epoch_seconds")
+    names = [k for k in history if not k.startswith("val_") and k not in skip]
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history and k[4:] not in skip
+              and set(history[k][1]) != {-1.0}]  # -1 throughout: COCO's "no object of this size"
+    if not names:
         return
+    epochs = [int(r["epoch"]) for r in rows]
+    first, last = min(epochs), max(epochs)
     columns = min(len(names), 3)
-    rows = -(-len(names) // columns)
-    image = Image.new("RGB", (columns * PANEL_W, rows * PANEL_H), "white")
+    panel_rows = -(-len(names) // columns)
+    image = Image.new("RGB", (columns * PANEL_W, panel_rows * PANEL_H), "white")
     draw = ImageDraw.Draw(image)
     for i, name in enumerate(names):
-        series = {"train": ([float(v) for v in history[name]], TRAIN_COLOUR)}
+        series = {}
+        if name in history:
+            series["train"] = (*history[name], TRAIN_COLOUR)
         if f"val_{name}" in history:
-            series["val"] = ([float(v) for v in history[f"val_{name}"]], VAL_COLOUR)
-        _panel(draw, ((i % columns) * PANEL_W, (i // columns) * PANEL_H), name, series)
+            series["val"] = (*history[f"val_{name}"], VAL_COLOUR)
+        _panel(draw, ((i % columns) * PANEL_W, (i // columns) * PANEL_H), name, series, first, last)
     image.save(path)

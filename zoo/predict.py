@@ -1,7 +1,27 @@
-"""`zoo predict`: load a trained run (or model file), let its task predict, describe the result."""
+"""`zoo predict`: load a trained run, a model file or a pretrained model, let its task predict,
+describe the result as text lines (`describe`) or JSON Lines (`to_json`).
+
+What `zoo predict MODEL` accepts (`load_run`):
+* a run directory, or the `model.keras` inside one: the run's `recipe.yaml` gives the data
+  settings (image size, eval crop, frames per clip...), its `dataset.json` the class names;
+* a standalone `.keras` file (no `recipe.yaml` beside it): a zoo model, whose saved name is its
+  registry name, so its task is known; the input size comes from the model, the other data
+  settings are the task's defaults (no center crop, one middle clip, frame stride 1) and the
+  class names are the class indices;
+* a pretrained name as `zoo list --pretrained` prints it ("digits_cnn.digits", or "digits_cnn"
+  for the default tag): the weights' shipped recipe gives the data settings and the weights
+  table row its class names. Keras Applications' ImageNet weights have no recipe (ImageNet
+  evaluation settings: a center crop of 87.5%) and no class names offline: the class indices,
+  or the names of `imagenet_class_index.json` where Keras has cached it
+  (`$KERAS_HOME/models/`, default `~/.keras/models/`).
+"""
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import os
+import re
 from pathlib import Path
 
 from zoo.data import DatasetInfo
@@ -9,33 +29,123 @@ from zoo.errors import DataError, ZooError
 from zoo.recipe import load_recipe
 from zoo.tasks import get_task
 
+# Keras Applications' ImageNet evaluation: the center 87.5% (224 of 256), resized.
+IMAGENET_EVAL_CROP = 0.875
+
+# `zoo predict`'s options and their defaults, passed to a task's `predict` where it takes them
+# (`iter_predict`); detection: one box per object (class-agnostic NMS) in the objects and picture.
+PREDICT_OPTIONS = {"agnostic_nms": True}
+
 
 def load_run(model_or_run):
-    """(model, recipe, info, run_dir) from a run directory or the model.keras inside one."""
-    path = Path(model_or_run)
+    """(model, recipe, info, run_dir) from a run directory, a `.keras` file or a pretrained
+    name (see the module doc). run_dir: where predictions go by default (`<run_dir>/predictions`);
+    None for a pretrained name (`./predictions`)."""
+    path = Path(model_or_run).expanduser()
+    if not path.exists() and _looks_like_a_name(str(model_or_run)):
+        return _load_pretrained(str(model_or_run))
     run_dir = path if path.is_dir() else path.parent
     model_file = path / "model.keras" if path.is_dir() else path
     if not model_file.is_file():
-        raise ZooError(f"no trained model at {model_file} (expected a run directory or its model.keras)")
+        raise ZooError(f"no trained model at {model_file} (expected a run directory, a .keras file "
+                       "or a pretrained name such as digits_cnn.digits)")
     if not (run_dir / "recipe.yaml").is_file():
-        raise ZooError(f"{run_dir} is not a run directory: recipe.yaml is missing")
+        if path.is_dir():
+            raise ZooError(f"{run_dir} is not a run directory: recipe.yaml is missing")
+        return _load_model_file(model_file)
     from zoo.models import load_model_file
 
     recipe = load_recipe(run_dir / "recipe.yaml")
     meta_file = run_dir / "dataset.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     model = load_model_file(model_file)
-    names = meta.pop("class_names", None) or [str(i) for i in range(model.output_shape[-1])]
+    names = meta.pop("class_names", None) or _indices(get_task(recipe.task).model_num_classes(model))
     return model, recipe, DatasetInfo(len(names), names, extras=meta), run_dir
 
 
-def iter_predict(model_or_run, inputs, output_dir=None):
+def _looks_like_a_name(text: str) -> bool:
+    """"model" or "model.tag": no folder, no file suffix of a model file."""
+    return (re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)?", text) is not None
+            and not text.endswith((".keras", ".h5")))
+
+
+def _indices(num_classes: int) -> list[str]:
+    return [str(i) for i in range(num_classes)]
+
+
+def _task_recipe(task: str, model: str, image_size, **data):
+    """A recipe for prediction only: the task's default data settings, this input size. Its
+    data source is never opened."""
+    return load_recipe({"name": f"predict-{model}", "task": task, "model": {"name": model},
+                        "data": {"name": "-", "image_size": [int(s) for s in image_size], **data}})
+
+
+def _load_pretrained(name: str):
+    from zoo.models import create_model, get_entry, get_spec, list_pretrained
+
+    try:
+        entry = get_entry(name.partition(".")[0])
+    except ZooError:
+        close = difflib.get_close_matches(name, list_pretrained(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (`zoo list --pretrained` lists the names)"
+        raise ZooError(f"{name}: no such run directory or model file, nor a pretrained model{hint}") from None
+    if not entry.pretrained:
+        raise ZooError(f"{name}: model {entry.name} has no pretrained weights; predict with a run "
+                       "directory or a .keras file (`zoo list --pretrained` lists the weights)")
+    spec = get_spec(name)
+    if spec.recipe:
+        recipe = load_recipe(spec.recipe)
+    else:  # Keras Applications: ImageNet's evaluation settings at the weights' input size
+        recipe = _task_recipe(entry.task, spec.model, spec.input_size[-3:-1], eval_crop=IMAGENET_EVAL_CROP)
+    names = list(spec.class_names) or (_imagenet_names(spec.num_classes) if spec.application else None)
+    names = names or _indices(spec.num_classes)
+    model = create_model(spec.name)
+    return model, recipe, DatasetInfo(len(names), names), None
+
+
+def _imagenet_names(num_classes: int) -> list[str] | None:
+    """The ImageNet class names of Keras' `imagenet_class_index.json`, where Keras has cached it
+    (it downloads the file on its first `decode_predictions`); None where it has not."""
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+    index = home / "models" / "imagenet_class_index.json"
+    try:
+        table = json.loads(index.read_text())
+        names = [str(table[str(i)][1]) for i in range(num_classes)]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return names
+
+
+def _load_model_file(model_file: Path):
+    """A `.keras` file with no run around it: a zoo model, known by its saved name."""
+    from zoo.models import get_entry, load_model_file
+
+    model = load_model_file(model_file)
+    try:
+        entry = get_entry(model.name)
+    except ZooError:
+        raise ZooError(f"{model_file}: no recipe.yaml beside it, and its model name {model.name!r} is no "
+                       "registered zoo model, so its task is unknown; predict with its run directory") from None
+    task = get_task(entry.task)
+    shape = model.input_shape
+    size = shape[-3:-1] if isinstance(shape, tuple) and None not in shape[-3:-1] else entry.input_shape[-3:-1]
+    recipe = _task_recipe(entry.task, entry.name, size)
+    names = _indices(task.model_num_classes(model))
+    return model, recipe, DatasetInfo(len(names), names), model_file.parent
+
+
+def iter_predict(model_or_run, inputs, output_dir=None, **options):
     """Yield one prediction (a dict, see `Task.predict`) per input as it is predicted (folders
     expand to their images or clips). An unreadable input gets its own {"input", "error"} in
-    input order and the others go on; at the end, a DataError counts the unreadable inputs."""
+    input order and the others go on; at the end, a DataError counts the unreadable inputs.
+
+    `options`: keyword arguments of the task's `predict` (detection: `agnostic_nms`), defaults
+    `PREDICT_OPTIONS`; an option the task's `predict` does not take is ignored."""
     model, recipe, info, run_dir = load_run(model_or_run)
-    out = Path(output_dir) if output_dir else run_dir / "predictions"
+    out = Path(output_dir) if output_dir else (run_dir / "predictions" if run_dir else Path("predictions"))
     task = get_task(recipe.task)
+    accepted = inspect.signature(task.predict).parameters
+    options = {key: value for key, value in {**PREDICT_OPTIONS, **options}.items() if key in accepted}
     paths = task.expand_inputs(inputs)
     failed, pending = [], []
 
@@ -49,7 +159,7 @@ def iter_predict(model_or_run, inputs, output_dir=None):
 
     # The task pulls an input only after yielding the previous prediction, so failures read in
     # between come out just before the next one.
-    for prediction in task.predict(model, readable(), info, recipe, out):
+    for prediction in task.predict(model, readable(), info, recipe, out, **options):
         yield from pending
         pending.clear()
         yield prediction
@@ -64,10 +174,13 @@ def describe(prediction: dict) -> list[str]:
     if path is None:
         return [prediction["message"]]
     lines = []
+    picture = prediction.get("picture")
     if "error" in prediction:
         lines.append(f"{path}: error: {prediction['error']}")
-    if "top_k" in prediction:
-        lines.append(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in prediction["top_k"]))
+    if "top_k" in prediction:  # one line per input, the picture (video: its frames) on it
+        drawn = f"; drawn to {picture}" if picture else ""
+        lines.append(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in prediction["top_k"]) + drawn)
+        picture = None
     if "objects" in prediction:
         for obj in prediction["objects"]:
             x, y, w, h = obj["box"]
@@ -79,11 +192,30 @@ def describe(prediction: dict) -> list[str]:
         lines.append(f"{path}: " + ", ".join(f"{name} {100 * f:.1f}%" for name, f in prediction["classes"]))
     if "mask" in prediction:
         lines.append(f"{path}: mask saved to {prediction['mask']}")
-    if "picture" in prediction:
-        lines.append(f"{path}: drawn to {prediction['picture']}")
+    if picture:
+        lines.append(f"{path}: drawn to {picture}")
     return lines
 
 
-def predict(model_or_run, inputs, output_dir=None) -> list[str]:
+def _plain(value):
+    """JSON for what `json` does not know: NumPy scalars and arrays, paths."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json(prediction: dict) -> str:
+    """One prediction as one line of JSON (`zoo predict --json`: JSON Lines)."""
+    return json.dumps(prediction, default=_plain)
+
+
+def predict(model_or_run, inputs, output_dir=None, **options) -> list[str]:
     """All the lines of `zoo predict` at once."""
-    return [line for prediction in iter_predict(model_or_run, inputs, output_dir) for line in describe(prediction)]
+    return [line for prediction in iter_predict(model_or_run, inputs, output_dir, **options)
+            for line in describe(prediction)]

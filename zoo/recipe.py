@@ -194,16 +194,24 @@ def from_dict(data: dict) -> Recipe:
     return recipe
 
 
-# Model keys renamed so that one concept has one word in every family (backbone, not encoder).
-RENAMED_MODEL_KEYS = {"encoder": "backbone", "pretrained_encoder": "backbone_weights",
-                      "freeze_encoder": "freeze_backbone"}
+# Model keys renamed so that one concept has one word in every family (backbone, not encoder;
+# one `pretrained` for a model's own weights and its backbone's).
+RENAMED_MODEL_KEYS = {"encoder": "backbone", "pretrained_encoder": "pretrained",
+                      "backbone_weights": "pretrained", "freeze_encoder": "freeze_backbone"}
 
 
 def _renamed_keys(model: dict) -> dict:
+    """Old model keys under their new names, with a one-line deprecation warning each. An old
+    key next to its new one: the old key's value when the new one is null or equal to it, or
+    when the old one is null (a recipe that turned the weights off before the rename keeps them
+    off: `extends` a recipe that now says `pretrained: imagenet`, override
+    `model.backbone_weights=null`); two different values are an error naming the new key."""
     for old, new in RENAMED_MODEL_KEYS.items():
         if old in model:
-            if new in model:
-                raise RecipeError(f"model.{old}: the old name of model.{new}; give only model.{new}")
+            given = model.get(new)
+            if given is not None and model[old] is not None and given != model[old]:
+                raise RecipeError(f"model.{old}: the old name of model.{new}, which is also given "
+                                  f"({model[old]!r} vs {given!r}); give only model.{new}")
             print(f"warning: model.{old} is deprecated; it is now model.{new}", file=sys.stderr, flush=True)
             model[new] = model.pop(old)
     return model
@@ -331,6 +339,15 @@ def _check(recipe: Recipe, task):
             raise RecipeError(f"data.augment.{key}: expected [min, max] with 0 < min <= {bound}, got {rng}")
     _positive("train.epochs", train.epochs)
     _positive("train.steps_per_epoch", train.steps_per_epoch)
+    _positive("train.eval_every", train.eval_every)
+    if not 0 <= train.freeze_epochs < train.epochs:
+        raise RecipeError(f"train.freeze_epochs: expected a number of epochs in [0, train.epochs) = "
+                          f"[0, {train.epochs}), got {train.freeze_epochs}")
+    if train.early_stopping is not None:
+        _positive("train.early_stopping.patience", train.early_stopping.patience)
+        if not train.validate:
+            raise RecipeError("train.early_stopping: needs train.validate: true (it watches the "
+                              "task's main metric on the eval split)")
     _positive("train.optimizer.learning_rate", opt.learning_rate)
     if not 0 <= opt.momentum < 1:
         raise RecipeError(f"train.optimizer.momentum: expected a number in [0, 1), got {opt.momentum}")
@@ -366,6 +383,26 @@ def _check(recipe: Recipe, task):
         if reserved in recipe.model.params:
             raise RecipeError(f"model.{reserved}: set {where} instead")
     check_kwargs(entry.builder, recipe.model.params, "model", exclude=("input_shape", "num_classes"))
+    _check_pretrained(recipe.model.pretrained, entry)
+
+
+def _check_pretrained(pretrained, entry):
+    """A tag that neither the model nor (for a model built on one) its backbone can have: named
+    before any data is read. Files and URLs are checked when the model is built."""
+    if pretrained in (None, False) or "backbone_weights" in inspect.signature(entry.builder).parameters:
+        return
+    tags = ", ".join(entry.pretrained) or "none"
+    if pretrained is True:
+        if not entry.pretrained:
+            raise RecipeError(f"model.pretrained: {entry.name} has no pretrained weights (tags: none); "
+                              f"give a weights file or URL")
+        return
+    key = str(pretrained)
+    looks_like_file = ("://" in key or "/" in key or "\\" in key
+                       or Path(key).suffix in (".h5", ".keras", ".hdf5") or Path(key).expanduser().exists())
+    if key not in entry.pretrained and not looks_like_file:
+        raise RecipeError(f"model.pretrained: {entry.name} has no pretrained tag {key!r} (tags: {tags}); "
+                          f"give a tag, a weights file or a URL")
 
 
 def check_kwargs(fn, kwargs: dict, prefix: str, exclude=()):

@@ -54,6 +54,7 @@ class WeightsSpec:
     notop: WeightFile | None = None  # include_top=False file (Keras Applications)
     application: str | None = None  # Keras Applications constructor name
     post_load: str | None = None  # a fix applied after loading (zoo.weights.POST_LOAD)
+    class_names: tuple = ()  # the name of each class index (zoo predict); () where unknown
 
     @property
     def name(self) -> str:
@@ -83,7 +84,8 @@ def _zoo_spec(row: dict) -> WeightsSpec:
     url, sha256 = row.pop("url", None), row.pop("sha256", None)
     name = row.pop("file", None)
     weight_file = WeightFile.from_url(url, sha256) if url else WeightFile(name, None, sha256)
-    return WeightsSpec(file=weight_file, input_size=tuple(row.pop("input_size")), **row)
+    return WeightsSpec(file=weight_file, input_size=tuple(row.pop("input_size")),
+                       class_names=tuple(row.pop("class_names", ())), **row)
 
 
 def _keras_spec(row: dict) -> WeightsSpec:
@@ -96,7 +98,8 @@ def _keras_spec(row: dict) -> WeightsSpec:
         dataset=weights_table.IMAGENET, input_size=tuple(row["input_size"]), num_classes=1000,
         preprocessing=row["preprocessing"], metrics=dict(row.get("metrics", {})),
         measured=weights_table.KERAS_MEASURED if row.get("metrics") else "",
-        format=KERAS_APPLICATIONS, application=row["application"], post_load=row.get("post_load"))
+        format=KERAS_APPLICATIONS, application=row["application"], post_load=row.get("post_load"),
+        class_names=tuple(row.get("class_names", ())))
 
 
 def _table() -> dict[str, list[WeightsSpec]]:

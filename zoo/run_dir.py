@@ -7,6 +7,8 @@
 * Checkpoints (weights + optimizer state, after every epoch) only ever hold finite weights, and
   the previous one is kept as a backup copy.
 * `history.csv` has one header and one row per completed epoch, whatever was resumed or re-run.
+* `best.keras` holds the epoch with the best main metric; a resumed run knows the best so far
+  (from history.csv), so a worse epoch never replaces it, and early stopping counts on.
 * `--resume` refuses, before anything is written, a recipe whose model or data shapes differ
   from the run's.
 """
@@ -43,9 +45,14 @@ def write_atomic(path: Path, text: str):
     os.replace(tmp, path)
 
 
-def save_model_atomic(model, path: Path):
+def save_model_atomic(model, path: Path, save=None):
+    """`model` as a `.keras` file via a temporary file and rename; `save(model, path)` writes it
+    (default `model.save`)."""
     tmp = path.with_name("tmp-" + path.name)
-    model.save(tmp)
+    if save is None:
+        model.save(tmp)
+    else:
+        save(model, tmp)
     os.replace(tmp, path)
 
 
@@ -301,3 +308,50 @@ class Checkpoint(keras.callbacks.Callback):
         for path in self.directory.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------ best epoch
+
+
+class BestModel(keras.callbacks.Callback):
+    """`best.keras`: the model of the epoch with the best `monitor` (the task's main metric on the
+    eval split, `val_<metric>`, higher is better), written atomically by `save` when it improves;
+    with `patience`, training stops after that many evaluations without improvement. Epochs
+    without an evaluation (train.eval_every) do not count. `rows` (history.csv's rows of the
+    epochs a resumed run keeps) restore the best so far, so a worse epoch never replaces it."""
+
+    def __init__(self, monitor: str, save, guard: DivergenceGuard, patience: int | None = None, rows=()):
+        super().__init__()
+        self.monitor, self.save, self.guard, self.patience = monitor, save, guard, patience
+        self.best, self.best_epoch, self.wait, self.last_epoch = None, None, 0, None
+        for row in rows:
+            value = row.get(monitor)
+            if value not in (None, "", "NA"):
+                self._see(int(row["epoch"]), float(value))
+
+    @property
+    def stopped(self) -> bool:
+        """The main metric has not improved for `patience` evaluations: no more training."""
+        return self.patience is not None and self.wait >= self.patience
+
+    def _see(self, epoch: int, value: float) -> bool:
+        self.last_epoch = epoch
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        return False
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if self.guard.tripped or value is None:
+            return
+        if self._see(epoch, float(value)):
+            self.save()
+        if self.stopped:
+            self.model.stop_training = True
+
+    def message(self) -> str:
+        return (f"stopped early after epoch {self.last_epoch + 1}: {self.monitor} has not improved for "
+                f"{self.wait} evaluation(s) (train.early_stopping.patience {self.patience}); best "
+                f"{self.best:.4g} at epoch {self.best_epoch + 1}, saved as best.keras")

@@ -22,15 +22,23 @@ neither the models nor the catalogue.
   loading skips unmatched layers silently, so the zoo matches them itself and names the first
   layer that does not fit.
 * `load_model_file` loads a `.keras` file; what a user can get wrong is a one-line `ZooError`.
+* `build_pretrained` is `create_model(..., pretrained=X)`, the recipe's `model.pretrained`: a
+  tag, a local file, a URL (`url_weight_file`: cached under `urls/<hash>/`, an optional
+  `#sha256=` fragment is its checksum) or, for a model built on a backbone, the backbone's tag or
+  file (passed to the builder as `backbone_weights`). Fresh layers are named in a warning and
+  in one line on stdout (the training log).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import os
 import re
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
@@ -105,7 +113,7 @@ _UNVERIFIED_WARNED = set()
 def _warn_unverified(weight_file: WeightFile):
     if not _hashers(weight_file) and weight_file.name not in _UNVERIFIED_WARNED:
         _UNVERIFIED_WARNED.add(weight_file.name)
-        warnings.warn(f"{weight_file.name}: its source publishes no checksum, so its first download is "
+        warnings.warn(f"{weight_file.url or weight_file.name}: its source publishes no checksum, so its first download is "
                       f"unverified; its sha256 is recorded then and verified on every later use", stacklevel=3)
 
 
@@ -217,6 +225,44 @@ def _download(weight_file: WeightFile, dest: Path):
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+URL_SCHEMES = ("https", "file")
+
+
+def is_url(value) -> bool:
+    """`scheme://...`: weights named by a URL rather than a tag or a local path."""
+    return isinstance(value, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value) is not None
+
+
+def url_weight_file(url: str) -> WeightFile:
+    """The WeightFile of weights a user names by URL (`model.pretrained: https://...`).
+
+    An optional pip-style fragment `#sha256=<64 hex digits>` is its published checksum (the
+    download is verified against it); without one the download is recorded and verified on later
+    uses, like any file without a published checksum. It is cached as
+    `urls/<hash of the URL>/<its file name>` under the weights cache, so URLs that end in the same
+    file name (`.../a/model.keras`, `.../b/model.keras`) never share a cache entry.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in URL_SCHEMES:
+        raise ZooError(f"{url}: unsupported URL scheme {parts.scheme + '://'!r} "
+                       f"(expected {' or '.join(s + '://' for s in URL_SCHEMES)})")
+    sha256 = None
+    if parts.fragment:
+        match = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", parts.fragment)
+        if match is None:
+            raise ZooError(f"{url}: the URL fragment must be #sha256=<64 hex digits>, got #{parts.fragment}")
+        sha256 = match.group(1).lower()
+    bare = urllib.parse.urlunsplit(parts._replace(fragment=""))
+    plain = WeightFile.from_url(bare, sha256)
+    key = hashlib.sha256(bare.encode()).hexdigest()[:16]
+    return dataclasses.replace(plain, name=f"urls/{key}/{plain.name or 'weights'}")
+
+
+def fetch_url(url: str) -> Path:
+    """A verified local copy of the weights at `url` (downloaded once into the weights cache)."""
+    return fetch(url_weight_file(url))
 
 
 # ------------------------------------------------------------ reading and assigning weights
@@ -367,32 +413,112 @@ POST_LOAD = {"square_normalization_variance": square_normalization_variance}
 # ------------------------------------------------------------------------------ loading
 
 
-def _resolve(entry: ModelEntry, pretrained):
-    """A WeightsSpec of the entry's table or a local Path."""
+PRETRAINED = "model.pretrained"  # the recipe key (create_model's `pretrained`) that errors name
+
+
+class UnknownWeightsError(ZooError):
+    """`pretrained` names no tag of the model's table and no file."""
+
+
+class BackboneWeightsError(ZooError):
+    """Backbone weights that cannot be loaded (raised by `zoo.models.layers.backbone_pyramid`).
+    `reason` is the message without its `backbone_weights: ` prefix, so that `build_pretrained`
+    can name `model.pretrained` instead; `unknown`: the backbone has no such tag or file."""
+
+    def __init__(self, reason: str, unknown: bool = False):
+        super().__init__(f"backbone_weights: {reason}")
+        self.reason, self.unknown = reason, unknown
+
+
+def _own(entry: ModelEntry, pretrained):
+    """What `pretrained` names among `entry`'s own weights: a WeightsSpec of its table, a local
+    Path (a URL is fetched into the cache first), or None (neither a tag of it nor a file)."""
     if isinstance(pretrained, WeightsSpec):
         return pretrained
     if pretrained is True:
-        if entry.default_tag is None:
-            raise ZooError(f"model {entry.name} has no pretrained weights (`zoo list --pretrained` lists them)")
-        return entry.pretrained[entry.default_tag]
+        return entry.pretrained[entry.default_tag] if entry.default_tag is not None else None
     key = str(pretrained)
     if key in entry.pretrained:
         return entry.pretrained[key]
+    if not isinstance(pretrained, Path) and is_url(key):
+        return fetch_url(key)
     path = Path(key).expanduser()
     if path.is_file():
         return path
     if isinstance(pretrained, Path) or "/" in key or path.suffix in (".h5", ".keras", ".hdf5"):
         raise ZooError(f"{entry.name}: weights file not found: {path}")
+    return None
+
+
+def _unknown(entry: ModelEntry, pretrained) -> UnknownWeightsError:
+    if pretrained is True:
+        return UnknownWeightsError(f"model {entry.name} has no pretrained weights "
+                                   f"(`zoo list --pretrained` lists them)")
     tags = ", ".join(entry.pretrained) or "none"
-    raise ZooError(f"{entry.name}: no pretrained tag or file {key!r} (tags: {tags})")
+    return UnknownWeightsError(f"{entry.name}: no pretrained tag or file {str(pretrained)!r} (tags: {tags})")
+
+
+def _resolve(entry: ModelEntry, pretrained):
+    """A WeightsSpec of the entry's table or a local Path; else UnknownWeightsError."""
+    resolved = _own(entry, pretrained)
+    if resolved is None:
+        raise _unknown(entry, pretrained)
+    return resolved
+
+
+def _backbone_problem(entry: ModelEntry, kwargs) -> str | None:
+    """Why `entry`, built with `kwargs`, cannot load a backbone's weights (a clause to append to
+    an error; "" when it has no backbone at all); None when it can: its builder takes
+    `backbone_weights` and its `backbone`, if it has that argument, is a classifier."""
+    params = inspect.signature(entry.builder).parameters
+    if "backbone_weights" not in params:
+        return ""
+    if "backbone" in params:
+        name = kwargs.get("backbone", params["backbone"].default)
+        try:
+            backbone = get_entry(str(name))
+        except ZooError:
+            backbone = None
+        if backbone is None or backbone.task != "classification":
+            return f"; its backbone {name!r} is not a registered classifier"
+    return None
+
+
+def _say(line: str):
+    """A line of the training log (stdout: the pipeline prints there; warnings may be filtered)."""
+    print(f"{PRETRAINED}: {line}", flush=True)
 
 
 def build_pretrained(entry: ModelEntry, pretrained, num_classes, input_shape, kwargs):
-    """Build `entry` with weights: `pretrained` is True (default tag), a tag, a WeightsSpec or a
-    local file. With a tag, `num_classes` defaults to the weights' and the builder arguments
-    to those the weights were trained with (`model_kwargs`); `input_shape` None means the
-    weights' input size (a local file: the model's default)."""
-    resolved = _resolve(entry, pretrained)
+    """Build `entry` with weights: `pretrained` is True (default tag), a tag, a WeightsSpec, a
+    local file or a URL (fetched into the cache, then a local file). With a tag, `num_classes`
+    defaults to the weights' and the builder arguments to those the weights were trained with
+    (`model_kwargs`); `input_shape` None means the weights' input size (a file: the model's
+    default).
+
+    A model built on a backbone (its builder takes `backbone_weights`: RetinaNet, U-Nets over a
+    classifier, CNN+LSTM with a classifier frame encoder) also takes what is not its own: a tag
+    of the backbone classifier (`imagenet`), or a file of it (tried after the model's own file
+    format failed), loaded as `backbone_weights`; the layers outside the backbone start fresh.
+
+    Layers that start fresh (another class count: the declared head; backbone weights:
+    everything outside the backbone) are named in a warning and in one printed line. Errors are
+    one ZooError line: those about finding the weights (no such tag or file, a URL that cannot
+    be downloaded, offline, a checksum) and weights that do not fit start with
+    `model.pretrained:`; a local file that cannot be read starts with its path.
+    """
+    if kwargs.get("backbone_weights") not in (None, False, ""):
+        raise ZooError(f"{PRETRAINED}: given together with backbone_weights; give only {PRETRAINED} "
+                       f"(a backbone's tag, e.g. imagenet, loads the backbone)")
+    try:
+        resolved = _own(entry, pretrained)
+    except ZooError as err:
+        raise ZooError(f"{PRETRAINED}: {err}") from None
+    if resolved is None:
+        problem = _backbone_problem(entry, kwargs)
+        if problem is not None:
+            raise ZooError(f"{PRETRAINED}: {_unknown(entry, pretrained)}{problem}")
+        return _build_with_backbone_weights(entry, pretrained, num_classes, input_shape, kwargs)
     features_only = bool(kwargs.get("features_only"))
     if isinstance(resolved, WeightsSpec):
         spec = resolved
@@ -400,17 +526,56 @@ def build_pretrained(entry: ModelEntry, pretrained, num_classes, input_shape, kw
         kwargs = {**spec.model_kwargs, **kwargs}
         num_classes = spec.num_classes if num_classes is None else num_classes
         model = entry.builder(input_shape=input_shape, num_classes=num_classes, **kwargs)
-        fresh = load_spec(model, spec, entry, new_head=num_classes != spec.num_classes,
-                          features_only=features_only)
+        try:
+            fresh = load_spec(model, spec, entry, new_head=num_classes != spec.num_classes,
+                              features_only=features_only)
+        except ZooError as err:
+            raise ZooError(f"{PRETRAINED}: {err}") from None
         what = f"{spec.name}: {num_classes} classes instead of the weights' {spec.num_classes}"
     else:
+        described = str(pretrained).partition("#")[0] if is_url(str(pretrained)) else resolved
         input_shape = entry.input_shape if input_shape is None else input_shape
         model = entry.builder(input_shape=input_shape, **({"num_classes": num_classes} if num_classes else {}),
                               **kwargs)
-        fresh = load_file(model, resolved, entry, new_head=num_classes is not None, features_only=features_only)
-        what = f"{resolved}: its head has another number of classes"
+        try:
+            fresh = load_file(model, resolved, entry, new_head=num_classes is not None, features_only=features_only)
+        except ZooError as err:
+            if _backbone_problem(entry, kwargs) is not None:
+                raise  # names the file: `<path> is not a valid Keras model file (...)`
+            return _build_with_backbone_weights(entry, resolved, num_classes, input_shape, kwargs,
+                                                described=described, own_error=str(err))
+        what = f"{described}: its head has another number of classes"
     if fresh:
-        warnings.warn(f"{what}; layer(s) {', '.join(fresh)} start fresh (fine-tuning)", stacklevel=3)
+        line = f"{what}; layer(s) {', '.join(fresh)} start fresh (fine-tuning)"
+        warnings.warn(line, stacklevel=3)
+        _say(line)
+    return model
+
+
+def _build_with_backbone_weights(entry: ModelEntry, weights, num_classes, input_shape, kwargs, *,
+                                 described=None, own_error=None):
+    """Build `entry` with `weights` (a tag, True or a local file of its backbone classifier)
+    as its `backbone_weights`; errors name `model.pretrained`."""
+    described = weights if described is None else described
+    shape = entry.input_shape if input_shape is None else input_shape
+    try:
+        model = entry.builder(input_shape=shape, **({"num_classes": num_classes} if num_classes else {}),
+                              **kwargs, backbone_weights=weights)
+    except BackboneWeightsError as err:
+        if own_error is not None:
+            raise ZooError(f"{PRETRAINED}: {described} fits neither {entry.name} ({own_error}) "
+                           f"nor its backbone ({err.reason})") from None
+        if err.unknown and weights is True:
+            raise ZooError(f"{PRETRAINED}: {entry.name} has no pretrained weights, nor has its backbone "
+                           f"({err.reason})") from None
+        if err.unknown:
+            tags = ", ".join(entry.pretrained) or "none"
+            raise ZooError(f"{PRETRAINED}: {str(weights)!r} is neither weights of {entry.name} (tags: {tags}) "
+                           f"nor of its backbone ({err.reason})") from None
+        raise ZooError(f"{PRETRAINED}: {err.reason}") from None
+    line = (f"{'the default weights' if weights is True else described} loaded into the backbone of "
+            f"{model.name}; the layers outside the backbone start fresh")
+    _say(line)
     return model
 
 
@@ -452,6 +617,10 @@ def _first_line(err) -> str:
     shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
     if layer and shapes:
         return f"layer {layer.group(1)!r} expects shape {shapes.group(1)}, the file has {shapes.group(2)}"
+    total = re.match(r"A total of \d+ objects could not be loaded", text)
+    example = re.search(r"^(Layer '.*?variables during loading)", text, re.MULTILINE)
+    if total and example:  # Keras: a file of another model
+        return f"{total.group(0)}, e.g. {example.group(1)[0].lower()}{example.group(1)[1:]}"
     return (text.strip().splitlines() or [type(err).__name__])[0]
 
 
@@ -515,9 +684,11 @@ def load_backbone_weights(features, backbone: str, pretrained):
     features: `create_model(backbone, features_only=True, ...)`, before anything is attached.
     backbone: the registered classifier ("resnet50", "mobilenet_v2", "resnet18"...).
     pretrained: "imagenet" (Keras Applications' include_top=False file), any tag of the
-        classifier's table, True (its default tag), or a local path: the classifier's
-        `.weights.h5` (any num_classes) or `.keras`, or a Keras-style legacy `.h5`.
-    Returns `features`. Raises ZooError (one line) when the weights do not fit.
+        classifier's table, True (its default tag), a local path (the classifier's
+        `.weights.h5` (any num_classes) or `.keras`, or a Keras-style legacy `.h5`) or a URL
+        (fetched into the weights cache first).
+    Returns `features`. Raises ZooError (one line) when the weights do not fit, and
+    UnknownWeightsError when `pretrained` is no tag of the classifier and no file.
     """
     entry = get_entry(backbone)
     resolved = _resolve(entry, pretrained)

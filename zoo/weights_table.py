@@ -20,6 +20,8 @@ Row keys (ZOO_WEIGHTS):
   metrics          the metrics measured on the recipe's eval split (`zoo evaluate`)
   tolerance        absolute tolerance of the re-measurement (tests/test_weights.py)
   recipe           the recipe that trained it and re-measures it
+  class_names      the name of each class index, as the recipe's training split names them
+                   (`zoo predict MODEL.TAG` prints them; tests/test_predict.py checks them)
   model_kwargs     builder arguments of the recipe's `model:` section besides the name
   measured         who measured the metric, with what
 """
@@ -38,6 +40,7 @@ ZOO_WEIGHTS = [
         "metrics": {"accuracy": 0.9972, "top5_accuracy": 1.0},
         "tolerance": 0.01,
         "recipe": "digits_cnn",
+        "class_names": ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
         "model_kwargs": {},
         "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
     },
@@ -53,6 +56,7 @@ ZOO_WEIGHTS = [
         "metrics": {"accuracy": 1.0},
         "tolerance": 0.01,
         "recipe": "moving_shapes_cnn_lstm",
+        "class_names": ("left", "right"),
         "model_kwargs": {},
         "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
     },
@@ -69,6 +73,7 @@ ZOO_WEIGHTS = [
                     "iou/circle": 0.9187, "iou/square": 0.8384, "iou/triangle": 0.7987},
         "tolerance": 0.01,
         "recipe": "shapes_unet",
+        "class_names": ("background", "circle", "square", "triangle"),
         "model_kwargs": {},
         "measured": "benchmarks/make_pretrained.py, seed 0, CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25",
     },
@@ -86,6 +91,7 @@ ZOO_WEIGHTS = [
                     "AP/triangle": 0.6771},
         "tolerance": 0.01,
         "recipe": "shapes_retinanet",
+        "class_names": ("circle", "square", "triangle"),
         "model_kwargs": {},
         "measured": ("benchmarks/make_pretrained.py --float16 (stored as float16; 23 MB), seed 0, "
                      "CPU, Keras 3.15.1 / TF 2.21.0, 2026-11-25"),

@@ -14,8 +14,12 @@ for _module in pkgutil.iter_modules(__path__):
 
 def create_model(name, *, num_classes=None, input_shape=None, pretrained=False, **kwargs):
     """Build a registered model. `name` may be "model.tag" (as `zoo list --pretrained` prints
-    it), which is `pretrained="tag"`; `pretrained` is False, True (the default tag), a tag, a
-    local `.weights.h5` / `.keras` file, or a WeightsSpec."""
+    it), which is `pretrained="tag"`; `pretrained` (the recipe's `model.pretrained`) is False,
+    True (the default tag), a tag, a local `.weights.h5` / `.keras` / legacy `.h5` file, an
+    https:// or file:// URL (optionally `#sha256=<hex>`; downloaded once into the weights cache)
+    or a WeightsSpec. A model built on a backbone (RetinaNet, backbone U-Nets, CNN+LSTM over a
+    classifier) also takes its backbone's tags and files (`pretrained="imagenet"`): they load
+    as its `backbone_weights` (zoo.weights.build_pretrained)."""
     model, dot, tag = str(name).partition(".")
     if dot:
         if pretrained not in (False, None, True, tag):

@@ -152,7 +152,9 @@ class AnchorOutputs(layers.Layer):
 
 def backbone_pyramid(backbone: str, input_shape, weights=None):
     """A registered classifier's `features_only` model ({"Pk": stride-2**k map}) for detectors,
-    U-Nets and frame encoders to build on, with `weights` (a tag, "imagenet", True or a file)."""
+    U-Nets and frame encoders to build on, with `weights` (a tag of the classifier, "imagenet",
+    True, a local file or a URL; `create_model(..., pretrained=...)` passes it as the builder's
+    `backbone_weights`). Weights that cannot be loaded are a one-line BackboneWeightsError."""
     from zoo import weights as zoo_weights
     from zoo.errors import ZooError
     from zoo.registry import get_entry
@@ -173,5 +175,6 @@ def backbone_pyramid(backbone: str, input_shape, weights=None):
         try:
             zoo_weights.load_backbone_weights(features, backbone, weights)
         except ZooError as err:
-            raise ZooError(f"backbone_weights: {err}") from None
+            raise zoo_weights.BackboneWeightsError(
+                str(err), unknown=isinstance(err, zoo_weights.UnknownWeightsError)) from None
     return features

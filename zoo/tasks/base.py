@@ -9,6 +9,7 @@ that subclass Keras classes (losses, metrics) where they use them.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from zoo.config import DataConfig
 from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, read_image
 from zoo.errors import DataError, RecipeError
-from zoo.lazy import tf
+from zoo.lazy import keras, tf
 
 TASKS: dict[str, "Task"] = {}
 
@@ -48,21 +49,50 @@ def register_task(cls):
     return cls
 
 
-def predict_chunks(model, dataset, chunk_batches: int = 32):
+_PROGRESS = {"verbose": 0}  # predict_chunks' default: set by `progress` (zoo evaluate)
+
+
+@contextlib.contextmanager
+def progress(verbose: int = 1):
+    """Inside this block, `predict_chunks` shows a progress bar over batches when `verbose`
+    (`zoo evaluate`); elsewhere (training's evaluations, tests) it is silent."""
+    before = _PROGRESS["verbose"]
+    _PROGRESS["verbose"] = verbose
+    try:
+        yield
+    finally:
+        _PROGRESS["verbose"] = before
+
+
+def predict_chunks(model, dataset, chunk_batches: int = 32, verbose: int | None = None):
     """Yield (outputs, targets) NumPy for every `chunk_batches` batches of a batched
     (inputs, targets) dataset, each chunk through one `model.predict`: a distribution strategy
     splits its batches across replicas, and only one chunk of outputs is held at a time.
-    `targets` is the list of the chunk's per-batch targets."""
-    inputs, targets, batch_size = [], [], None
+    `targets` is the list of the chunk's per-batch targets. `verbose` (default: as `progress`
+    set it): a `keras.utils.Progbar` over the batches, advanced after each chunk."""
+    verbose = _PROGRESS["verbose"] if verbose is None else verbose
+    total = int(dataset.cardinality()) if verbose else -1
+    bar = keras.utils.Progbar(total if total >= 0 else None, unit_name="batch") if verbose else None
+    inputs, targets, batch_size, done = [], [], None, 0
+
+    def run():
+        outputs = model.predict(np.concatenate(inputs), batch_size=batch_size, verbose=0)
+        if bar is not None:
+            bar.update(done, finalize=False)
+        return outputs
+
     for x, y in dataset.as_numpy_iterator():
         batch_size = batch_size or len(x)
         inputs.append(x)
         targets.append(y)
+        done += 1
         if len(inputs) == chunk_batches:
-            yield model.predict(np.concatenate(inputs), batch_size=batch_size, verbose=0), targets
+            yield run(), targets
             inputs, targets = [], []
     if inputs:
-        yield model.predict(np.concatenate(inputs), batch_size=batch_size, verbose=0), targets
+        yield run(), targets
+    if bar is not None:
+        bar.update(done, finalize=True)
 
 
 def predict_all(model, dataset):
@@ -79,6 +109,7 @@ class Task:
     sources: dict[str, Source] = {}  # the task's own sources, besides COMMON_SOURCES
     data_config: type = DataConfig  # the recipe's `data:` section for this task
     min_classes: int = 2  # fewer classes in the training split is an error (one class: nothing to learn)
+    main_metric: str = "accuracy"  # the key of `evaluate` that best.keras and early stopping watch (higher is better)
     input_kind: str = f"image files ({', '.join(IMAGE_EXTENSIONS)})"  # what `zoo predict` reads
 
     @property

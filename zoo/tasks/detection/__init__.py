@@ -70,6 +70,7 @@ class Detection(Task):
                "synthetic": Source("zoo.tasks.detection.sources:load_synthetic_detection", ("name",))}
     data_config = DetectionData
     min_classes = 1  # a one-class detector (e.g. people) is a real task
+    main_metric = "mAP"  # COCO AP@[.5:.95]: best.keras, early stopping, history.csv val_mAP
 
     # The anchor grid of the model last passed to `attach`. Tasks are singletons (TASKS): the
     # pipeline attaches its model right before it makes that model's datasets, and `prepare`
@@ -155,9 +156,18 @@ class Detection(Task):
         from zoo.tasks.detection.losses import RetinaNetLoss
 
         try:
-            return RetinaNetLoss(**kwargs)
+            self._loss = RetinaNetLoss(**kwargs)
         except TypeError as err:
             raise RecipeError(f"train.loss: {err}") from None
+        return self._loss
+
+    def metrics(self, info):
+        """The loss's two parts, `focal_loss` and `box_loss` (unweighted; loss = focal_loss +
+        box_weight x box_loss), of the loss `loss` made last (the pipeline makes it first)."""
+        from zoo.tasks.detection.losses import LossPart, RetinaNetLoss
+
+        loss = getattr(self, "_loss", None) or RetinaNetLoss()
+        return [LossPart(loss, "focal", name="focal_loss"), LossPart(loss, "box", name="box_loss")]
 
     # -- evaluation ------------------------------------------------------------
     def evaluate(self, model, dataset, info):
@@ -182,11 +192,15 @@ class Detection(Task):
         return {**coco_metrics(ground_truth, detections), "num_examples": len(records)}
 
     # -- prediction --------------------------------------------------------------
-    def predict(self, model, inputs, info, recipe, output_dir):
+    def predict(self, model, inputs, info, recipe, output_dir, agnostic_nms: bool = False):
         """Per image: {"input", "objects" (score >= DISPLAY_THRESHOLD, box [x, y, w, h] in
-        original-image pixels), "threshold", "picture"}; every detection (score >=
-        SCORE_THRESHOLD) goes to predictions.json (COCO results with file names), announced by
-        a last {"input": None, "message"}."""
+        original-image pixels, best first: the objects drawn), "threshold", "picture"}. With
+        `agnostic_nms` (`zoo predict`'s default, `zoo.predict.PREDICT_OPTIONS`), one object
+        per place: of the objects of any classes overlapping with IoU > 0.45, the best; without
+        it, the detector's output as it is (its NMS is per class). Every detection (score >=
+        SCORE_THRESHOLD, per-class NMS only) goes to predictions.json (COCO results with file
+        names), announced by a last {"input": None, "message"}."""
+        from zoo.tasks.detection.drawing import agnostic_nms as agnostic_keep
         from zoo.tasks.detection.drawing import draw_detections
         from zoo.tasks.detection.evaluation import SCORE_THRESHOLD, detector, image_detections
 
@@ -200,16 +214,23 @@ class Detection(Task):
             height, width = int(original.shape[0]), int(original.shape[1])
             image, _, _ = place(original, tf.zeros([0, 4]), size, False, recipe.data.augment)
             found = run.predict_on_batch(image[None])
-            objects, drawn = [], []
-            for box, score, label in zip(*image_detections(found, 0, height, width, size)):
+            shown = []  # (object, drawing) of each detection >= DISPLAY_THRESHOLD, best first
+            boxes, scores, labels = image_detections(found, 0, height, width, size)
+            for box, score, label in zip(boxes, scores, labels):
+                label = int(label)
                 name = info.class_names[label] if label < len(info.class_names) else str(label)
                 y0, x0, y1, x1 = (float(v) for v in box)
                 xywh = [x0, y0, x1 - x0, y1 - y0]
                 results.append({"file_name": str(path), "category_id": int(ids[label]),
                                 "category": name, "bbox": xywh, "score": float(score)})
                 if score >= DISPLAY_THRESHOLD:
-                    objects.append({"label": name, "score": float(score), "box": xywh})
-                    drawn.append(((x0, y0, x1, y1), name, float(score), int(label)))
+                    shown.append(({"label": name, "score": float(score), "box": xywh},
+                                  ((x0, y0, x1, y1), name, float(score), label)))
+            if agnostic_nms and len(shown) > 1:
+                kept = agnostic_keep([corners for _, (corners, *_) in shown], [o["score"] for o, _ in shown])
+                shown = [shown[i] for i in kept]
+            objects = [obj for obj, _ in shown]
+            drawn = [box for _, box in shown]
             picture = output_dir / f"{Path(path).stem}_detections.png"
             draw_detections(original, drawn).save(picture)
             yield {"input": str(path), "objects": objects, "threshold": DISPLAY_THRESHOLD,

@@ -79,13 +79,22 @@ class RetinaNetLoss(keras.losses.Loss):
         self.box_loss, self.box_weight = box_loss, float(box_weight)
         self.smooth_l1_beta = float(smooth_l1_beta)
 
-    def parts(self, y_true, y_pred):
-        """(focal, box) per-image values, each already divided by the batch's positives."""
+    def focal(self, y_true, y_pred):
+        """The focal loss per image, already divided by the batch's positives."""
         classes = y_true[..., 4]
         focal = ops.sum(_focal_terms(classes, y_pred[..., 4:], self.alpha, self.gamma), axis=-1)
+        return _per_positive(focal, classes)
+
+    def box(self, y_true, y_pred):
+        """The box loss (unweighted) per image, already divided by the batch's positives."""
+        classes = y_true[..., 4]
         box = _box_terms(y_true[..., :4], y_pred[..., :4], self.box_loss, self.smooth_l1_beta)
         box = ops.sum(box * ops.cast(classes >= 0, box.dtype), axis=-1)
-        return _per_positive(focal, classes), _per_positive(box, classes)
+        return _per_positive(box, classes)
+
+    def parts(self, y_true, y_pred):
+        """(focal, box) per-image values, each already divided by the batch's positives."""
+        return self.focal(y_true, y_pred), self.box(y_true, y_pred)
 
     def call(self, y_true, y_pred):
         focal, box = self.parts(y_true, y_pred)
@@ -95,3 +104,24 @@ class RetinaNetLoss(keras.losses.Loss):
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma,
                 "box_loss": self.box_loss, "box_weight": self.box_weight,
                 "smooth_l1_beta": self.smooth_l1_beta}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LossPart(keras.metrics.Mean):
+    """The mean of one part of a loss, its method `part` (`RetinaNetLoss`: "focal", "box"),
+    per image, so it averages over an epoch as Keras averages the loss itself."""
+
+    def __init__(self, loss=None, part="focal", name="loss_part", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(loss, dict):
+            loss = keras.losses.deserialize(loss)
+        self.loss = loss if loss is not None else RetinaNetLoss()
+        self.part = str(part)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = getattr(self.loss, self.part)(ops.cast(y_true, "float32"), ops.cast(y_pred, "float32"))
+        return super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "loss": keras.losses.serialize(self.loss),
+                "part": self.part}

@@ -43,6 +43,7 @@ def class_names_for(info, num_classes) -> list[str]:
 @register_task
 class Segmentation(Task):
     name = "segmentation"
+    main_metric = "mIoU"  # best.keras, early stopping (Keras' val_mIoU during training)
     sources = {"folder": Source("zoo.tasks.segmentation.sources:load_folder", ("path",))}
 
     def from_tfds(self, tfds_info):

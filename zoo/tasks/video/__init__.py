@@ -121,7 +121,27 @@ class Video(Classification):
         return read_clip(path)
 
     def predict(self, model, inputs, info, recipe, output_dir):
+        """Per clip: {"input", "top_k" (the scores of its data.eval_clips clips averaged),
+        "picture": `<stem>_frames.png`, up to 8 of the frames the model saw and the top-k
+        labels (drawing.py)}. Frames per clip: the model's own T where it fixes one (a
+        standalone .keras file), else data.num_frames."""
+        import dataclasses
+        from pathlib import Path
+
+        from zoo.tasks.video.clips import clip_indices
+        from zoo.tasks.video.drawing import draw_frame_strip, strip_indices
+
+        data = recipe.data
+        shape = model.input_shape
+        if isinstance(shape, tuple) and len(shape) == 5 and shape[1] and shape[1] != data.num_frames:
+            data = dataclasses.replace(data, num_frames=int(shape[1]))
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
         for path, video in inputs:
-            clips = sample_clips(tf.constant(video), recipe.data, False, clips=recipe.data.eval_clips)
+            clips = sample_clips(tf.constant(video), data, False, clips=data.eval_clips)
             probs = np.asarray(model.predict_on_batch(clips), dtype=np.float32).mean(axis=0)
-            yield {"input": str(path), "top_k": top_k(probs, info.class_names)}
+            labels = top_k(probs, info.class_names)
+            seen = clip_indices(len(video), data.num_frames, data.frame_stride, False, data.eval_clips)
+            picture = output_dir / f"{Path(path).stem}_frames.png"
+            draw_frame_strip(video, strip_indices(seen), labels, info.class_names).save(picture)
+            yield {"input": str(path), "top_k": labels, "picture": str(picture)}
