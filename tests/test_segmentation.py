@@ -571,3 +571,27 @@ def test_bad_data_through_the_cli_exits_2(tmp_path, capsys):
     assert main(["train", str(recipe), "--output", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "b.png" in err
+
+
+def test_dice_loss_parts_are_logged_and_add_up_to_the_loss():
+    """With a Dice term the epoch logs carry the loss's parts: loss = crossentropy + w x dice."""
+    from zoo.data import DatasetInfo
+
+    task, info = get_task("segmentation"), DatasetInfo(3, ["a", "b", "c"])
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 3, (2, 8, 8)).astype("int32")
+    y_true[0, :2] = 255  # ignored pixels
+    logits = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    y_pred = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    assert [m.name for m in (task.loss(info), task.metrics(info))[1]] == ["mIoU", "pixel_accuracy"]
+    loss = task.loss(info, dice_weight=0.5)
+    parts = {m.name: m for m in task.metrics(info) if m.name in ("crossentropy", "dice")}
+    assert set(parts) == {"crossentropy", "dice"}
+    for metric in parts.values():
+        metric.update_state(y_true, y_pred)
+    crossentropy, dice = float(parts["crossentropy"].result()), float(parts["dice"].result())
+    valid = y_true != 255
+    expected = -np.log(np.take_along_axis(y_pred, np.where(valid, y_true, 0)[..., None], -1)[..., 0])[valid].mean()
+    assert crossentropy == pytest.approx(expected, rel=1e-5)
+    assert 0 < dice < 1
+    assert float(loss(y_true, y_pred)) == pytest.approx(crossentropy + 0.5 * dice, rel=1e-5)

@@ -164,7 +164,8 @@ class Detection(Task):
     def metrics(self, info):
         """The loss's two parts, `focal_loss` and `box_loss` (unweighted; loss = focal_loss +
         box_weight x box_loss), of the loss `loss` made last (the pipeline makes it first)."""
-        from zoo.tasks.detection.losses import LossPart, RetinaNetLoss
+        from zoo.tasks.detection.losses import RetinaNetLoss
+        from zoo.tasks.loss_parts import LossPart
 
         loss = getattr(self, "_loss", None) or RetinaNetLoss()
         return [LossPart(loss, "focal", name="focal_loss"), LossPart(loss, "box", name="box_loss")]

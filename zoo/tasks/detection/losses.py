@@ -104,24 +104,3 @@ class RetinaNetLoss(keras.losses.Loss):
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma,
                 "box_loss": self.box_loss, "box_weight": self.box_weight,
                 "smooth_l1_beta": self.smooth_l1_beta}
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class LossPart(keras.metrics.Mean):
-    """The mean of one part of a loss, its method `part` (`RetinaNetLoss`: "focal", "box"),
-    per image, so it averages over an epoch as Keras averages the loss itself."""
-
-    def __init__(self, loss=None, part="focal", name="loss_part", dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        if isinstance(loss, dict):
-            loss = keras.losses.deserialize(loss)
-        self.loss = loss if loss is not None else RetinaNetLoss()
-        self.part = str(part)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = getattr(self.loss, self.part)(ops.cast(y_true, "float32"), ops.cast(y_pred, "float32"))
-        return super().update_state(values, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "loss": keras.losses.serialize(self.loss),
-                "part": self.part}

@@ -98,13 +98,21 @@ class Segmentation(Task):
 
         if dice_weight < 0:
             raise RecipeError(f"train.loss.dice_weight: expected a non-negative number, got {dice_weight}")
-        return SegmentationLoss(num_classes=info.num_classes, dice_weight=dice_weight)
+        self._loss = SegmentationLoss(num_classes=info.num_classes, dice_weight=dice_weight)
+        return self._loss
 
     def metrics(self, info):
+        """mIoU, pixel accuracy and, with a Dice term, the loss's parts `crossentropy` and `dice`
+        (unweighted; loss = crossentropy + dice_weight x dice) of the loss `loss` made last."""
+        from zoo.tasks.loss_parts import LossPart
         from zoo.tasks.segmentation.metrics import PixelAccuracy, mean_iou
 
-        return [mean_iou(info.num_classes, name="mIoU"),
-                PixelAccuracy(info.num_classes, name="pixel_accuracy")]
+        metrics = [mean_iou(info.num_classes, name="mIoU"),
+                   PixelAccuracy(info.num_classes, name="pixel_accuracy")]
+        loss = getattr(self, "_loss", None)
+        if loss is not None and loss.dice_weight:
+            metrics += [LossPart(loss, "crossentropy", name="crossentropy"), LossPart(loss, "dice", name="dice")]
+        return metrics
 
     def evaluate(self, model, dataset, info):
         """`segmentation_metrics` of the confusion matrix over the dataset, accumulated chunk by
