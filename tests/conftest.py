@@ -34,3 +34,37 @@ def perturb(model, seed=0):
         else:  # 1-D: biases, BatchNorm gamma/beta/moving mean (beta and mean start at 0)
             w = w * rng.uniform(0.9, 1.1, w.shape) + (0.05 * rng.normal(size=w.shape) if w.ndim == 1 else 0)
         v.assign(w.astype(v.dtype))
+
+
+def run_cli(capsys, *args):
+    """`zoo ARGS...` in-process: (exit status, stdout, stderr)."""
+    from zoo.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def history_rows(run_dir):
+    """The rows of a run's history.csv, as dicts."""
+    import csv
+
+    with open(run_dir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def save_keras_applications_h5(model, path):
+    """Write `model`'s weights as Keras Applications' legacy .h5 files are laid out."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.x"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            variables = layer.trainable_weights + layer.non_trainable_weights  # Keras' legacy order
+            names = [f"{v.path}:0" for v in variables]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, v in zip(names, variables):
+                group.create_dataset(name, data=v.numpy())
+    return path

@@ -22,11 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import perturb
+from conftest import perturb, save_keras_applications_h5
 
 from zoo import weights_table
 from zoo.models import create_model
@@ -76,20 +75,6 @@ def legacy_weights(model):
             for layer in model.layers if layer.weights}
 
 
-def save_keras_applications_h5(model, path):
-    """Write `model`'s weights as Keras Applications' legacy .h5 files are laid out (as
-    tests/test_weights.py does)."""
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
-        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.x"
-        for layer in model.layers:
-            group = f.create_group(layer.name)
-            variables = layer.trainable_weights + layer.non_trainable_weights
-            names = [f"{v.path}:0" for v in variables]
-            group.attrs["weight_names"] = [n.encode() for n in names]
-            for weight_name, v in zip(names, variables):
-                group.create_dataset(weight_name, data=v.numpy())
-    return path
 
 
 def build_pair(name, size, stateless):
@@ -324,17 +309,12 @@ def test_features_only_pyramid(name):
     keras.backend.clear_session()
 
 
-def _builder_kwarg(model_name, *candidates):
-    params = inspect.signature(get_entry(model_name).builder).parameters
-    return next(c for c in candidates if c in params)
-
-
 def test_unet_and_retinanet_sit_on_new_families():
     """A U-Net over DenseNet-121 (built and run) and a RetinaNet over Inception-v3 (a "valid"
     padding family whose levels are aligned; built without variables) have their tasks' outputs."""
     keras.backend.clear_session()
     unet = create_model("unet_backbone", input_shape=(64, 64, 3), num_classes=3,
-                        **{_builder_kwarg("unet_backbone", "backbone", "encoder"): "densenet121"})
+                        backbone="densenet121")
     assert tuple(unet.output.shape) == (None, 64, 64, 3)
     assert unet.get_layer("conv1_relu") is not None and unet.get_layer("pool4_conv") is not None
     masks = np.asarray(unet(images(64), training=False))
@@ -343,7 +323,7 @@ def test_unet_and_retinanet_sit_on_new_families():
     keras.backend.clear_session()
     with keras.StatelessScope(initialize_variables=False):
         detector = create_model("retinanet_small", input_shape=(128, 128, 3), num_classes=3,
-                                **{_builder_kwarg("retinanet_small", "backbone"): "inception_v3"})
+                                backbone="inception_v3")
     assert detector.get_layer("mixed10") is not None
     assert detector.output.shape[0] is None and detector.output.shape[-1] == 4 + 3
     keras.backend.clear_session()

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
+
 from zoo.cli import main
 from zoo.data import IMAGE_EXTENSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_list_and_recipes(capsys):

@@ -242,3 +242,17 @@ def test_backbone_weights_in_a_recipe_is_deprecated_and_maps_to_model_pretrained
         zoo.load_recipe("oxford_pets_unet", ["model.backbone_weights=other.weights.h5"])
     line = cli_error(capsys, "train", "oxford_pets_unet", "model.backbone_weights=x.h5")
     assert "give only model.pretrained" in line
+
+
+def test_encoder_keys_of_old_recipes_load_as_backbone_keys_and_build(capsys):
+    """U-Net and CNN+LSTM recipes written before the rename (`encoder`, `freeze_encoder`) still
+    train: the keys map to `backbone` / `freeze_backbone`, with one deprecation line each."""
+    recipe = zoo.load_recipe({"task": "segmentation", "model": {"name": "unet_backbone", "encoder": "simple_cnn",
+                                                                 "freeze_encoder": True},
+                              "data": {"source": "synthetic", "name": "shapes_segmentation", "image_size": [32, 32]}})
+    assert recipe.model.params == {"backbone": "simple_cnn", "freeze_backbone": True}
+    err = capsys.readouterr().err
+    assert "model.encoder is deprecated; it is now model.backbone" in err
+    assert "model.freeze_encoder is deprecated; it is now model.freeze_backbone" in err
+    model = zoo.create_model(recipe.model.name, input_shape=(32, 32, 3), num_classes=4, **recipe.model.params)
+    assert model.get_layer("conv1_relu").trainable is False and model.get_layer("logits").trainable

@@ -1,5 +1,4 @@
 """End-to-end training through zoo.train: one test per data source, each asserting learning."""
-import csv
 import json
 
 import keras
@@ -8,14 +7,11 @@ import pytest
 from PIL import Image
 
 import zoo
-from conftest import tiny
+from conftest import history_rows, tiny
 from zoo.errors import DataError, ZooError
 from zoo.pipeline import EpochSummary
 
 
-def history_rows(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def test_digits_quickstart_learns_and_writes_the_run_dir(tmp_path):

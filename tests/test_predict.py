@@ -8,18 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_cli
+
 import zoo
-from zoo.cli import main
 from zoo.data.synthetic import generate
 from zoo.models import get_spec
 
 SHIPPED = ["digits_cnn.digits", "cnn_lstm.moving_shapes", "unet_small.shapes", "retinanet_small.shapes"]
 
 
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def json_lines(out):

@@ -2,14 +2,13 @@
 layer, across --resume), the main metric every train.eval_every epochs (history.csv,
 TensorBoard, curves), the loss's parts, best.keras and early stopping, the verbose levels,
 the evaluation progress bar and the resolved settings at the top of recipe.yaml."""
-import csv
 import json
 import signal
 
 import keras
 import numpy as np
 import pytest
-from conftest import tiny
+from conftest import history_rows, tiny
 from test_faults import history_epochs, state, zoo_process
 
 import zoo
@@ -21,9 +20,6 @@ DIGITS_STEPS = 1437 // 32  # batches per epoch of the digits training split
 CONVS = ("conv1_relu", "conv2_relu")  # digits_cnn's layers outside its head (predictions_dense)
 
 
-def history_rows(run_dir):
-    with open(run_dir / "history.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def layer_weights(model):

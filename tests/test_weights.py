@@ -13,11 +13,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import perturb
+from conftest import perturb, save_keras_applications_h5
 
 import zoo
 from zoo import weights
@@ -357,19 +356,6 @@ def test_unpublished_checksum_file_put_by_hand_is_trusted_on_first_use(unpublish
 # ------------------------------------------------- Keras Applications ImageNet files, by name
 
 
-def save_keras_applications_h5(model, path):
-    """Write `model`'s weights as Keras Applications' legacy .h5 files are laid out."""
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
-        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.x"
-        for layer in model.layers:
-            group = f.create_group(layer.name)
-            variables = layer.trainable_weights + layer.non_trainable_weights  # Keras' legacy order
-            names = [f"{v.path}:0" for v in variables]
-            group.attrs["weight_names"] = [n.encode() for n in names]
-            for name, v in zip(names, variables):
-                group.create_dataset(name, data=v.numpy())
-    return path
 
 
 def serve(monkeypatch, model_name, full=None, notop=None, tmp_path=None):

@@ -310,10 +310,9 @@ def _train(recipe, out: Path, resume: bool) -> Run:
             evaluator = MainMetric(task, task.make_eval_dataset(eval_split, recipe, eval_ds), info,
                                    cfg.eval_every, guard)
 
-        def save_best():  # keras.saving.save_model is what model.save runs; tests/test_faults.py
-            # kills the process inside keras.Model.save to hit the model.keras write only
+        def save_best():
             with head_only.unfrozen() if head_only else contextlib.nullcontext():
-                run_dir.save_model_atomic(model, out / "best.keras", keras.saving.save_model)
+                run_dir.save_model_atomic(model, out / "best.keras")
 
         patience = cfg.early_stopping.patience if cfg.early_stopping else None
         best = run_dir.BestModel(f"val_{main}", save_best, guard, patience, history_log.rows)

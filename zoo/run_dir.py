@@ -45,14 +45,10 @@ def write_atomic(path: Path, text: str):
     os.replace(tmp, path)
 
 
-def save_model_atomic(model, path: Path, save=None):
-    """`model` as a `.keras` file via a temporary file and rename; `save(model, path)` writes it
-    (default `model.save`)."""
+def save_model_atomic(model, path: Path):
+    """`model` as a `.keras` file via a temporary file and rename."""
     tmp = path.with_name("tmp-" + path.name)
-    if save is None:
-        model.save(tmp)
-    else:
-        save(model, tmp)
+    model.save(tmp)
     os.replace(tmp, path)
 
 

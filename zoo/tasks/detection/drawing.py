@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from zoo.data import class_color
+from zoo.lazy import tf
 
 # Boxes overlapping a better one (any class) by more than this are the same object; YOLOv5's
 # default NMS IoU (its `--agnostic-nms` uses it too), a little below the per-class 0.5, which
@@ -16,27 +17,13 @@ from zoo.data import class_color
 AGNOSTIC_IOU = 0.45
 
 
-def box_iou(box, boxes) -> np.ndarray:
-    """IoU of one box with each of `boxes`, all [a0, b0, a1, b1] (either axis order, the same for all)."""
-    box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
-    low = np.maximum(box[:2], boxes[:, :2])
-    high = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=1)
-    area = np.prod(np.clip(box[2:] - box[:2], 0, None))
-    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def agnostic_nms(boxes, scores, iou_threshold: float = AGNOSTIC_IOU) -> np.ndarray:
     """Indices of the boxes kept by greedy NMS over all classes at once, in their input order:
     a box goes when a better-scoring kept box overlaps it with IoU > iou_threshold."""
-    boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64)
-    keep = []
-    for i in np.argsort(-scores, kind="stable"):
-        if not keep or box_iou(boxes[i], boxes[keep]).max() <= iou_threshold:
-            keep.append(int(i))
-    return np.asarray(sorted(keep), np.int64)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    keep = tf.image.non_max_suppression(boxes, np.asarray(scores, np.float32), max_output_size=len(boxes),
+                                        iou_threshold=iou_threshold)
+    return np.sort(np.asarray(keep, np.int64))
 
 
 def text_color(background) -> tuple:
