@@ -257,16 +257,44 @@ def build_model(recipe, task, info):
 
 
 def train(recipe, output_dir=None, resume: bool = False) -> Run:
-    """Train a recipe; write recipe.yaml, history.csv, model.keras, metrics.json, logs/."""
+    """Train a recipe; write recipe.yaml, history.csv, model.keras, metrics.json, logs/. In a
+    multi-worker job the chief writes them; every other worker, a temporary directory."""
     recipe = _as_recipe(recipe)
+    worker = runtime.this_worker(recipe.runtime)  # a bad TF_CONFIG: one line, before TensorFlow starts
     out = resolve_output_dir(recipe, output_dir, resume)
-    with run_dir.locked(out):  # first: a trainer already in `out` is named, with --resume or without
-        if not resume and ((out / "checkpoints").exists() or (out / "model.keras").exists()):
-            raise ZooError(f"{out} already holds a run; pass --resume to continue it or choose another --output")
-        return _train(recipe, out, resume)
+    if worker.task:
+        print(worker.describe(), flush=True)
+    with runtime.lost_workers(worker):
+        if not worker.is_chief:
+            _check_new_run(out, resume)
+            with run_dir.worker_directory(worker.rank, out if resume else None) as scratch:
+                return _train(recipe, out, resume, worker, scratch)
+        with run_dir.locked(out):  # first: a trainer already in `out` is named, with --resume or without
+            _check_new_run(out, resume)
+            return _train(recipe, out, resume, worker, out)
 
 
-def _train(recipe, out: Path, resume: bool) -> Run:
+def _check_new_run(out: Path, resume: bool):
+    if not resume and ((out / "checkpoints").exists() or (out / "model.keras").exists()):
+        raise ZooError(f"{out} already holds a run; pass --resume to continue it or choose another --output")
+
+
+def _check_workers_agree(strategy, out: Path, resumed_epoch: int, steps: int, epochs: int):
+    """Every worker must run the same epochs and steps, or one waits forever for the others'
+    collective ops: compare them across workers before training."""
+    rows = runtime.gather_from_workers(strategy, [resumed_epoch, steps, epochs])  # one per replica
+    resumed, step_counts, epoch_counts = (sorted(set(column.tolist())) for column in rows.T)
+    if len(resumed) > 1:
+        raise ZooError(f"--resume: the workers would resume after different epochs ({resumed}): every worker "
+                       f"reads the checkpoints in {out / 'checkpoints'}, so the run directory must be on "
+                       f"storage that all of them share")
+    if len(step_counts) > 1 or len(epoch_counts) > 1:
+        raise RecipeError(f"the workers' recipes differ (train.epochs {epoch_counts}, steps per epoch "
+                          f"{step_counts}): start every worker with the same recipe and overrides")
+
+
+def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: Path) -> Run:
+    """`write_dir`: where this process writes, the run directory `out` (the chief) or its own."""
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
     train_split = load_split(recipe, task, recipe.data.train_split)
@@ -277,8 +305,10 @@ def _train(recipe, out: Path, resume: bool) -> Run:
     with strategy.scope():
         model = build_model(recipe, task, info)
     task.attach(model)
-    train_ds = task.make_dataset(train_split, recipe, True, _should_cache(recipe, task, train_split))
-    eval_ds = task.make_dataset(eval_split, recipe, False, _should_cache(recipe, task, eval_split))
+    train_ds = runtime.auto_shard(task.make_dataset(train_split, recipe, True,
+                                                    _should_cache(recipe, task, train_split)))
+    eval_ds = runtime.auto_shard(task.make_dataset(eval_split, recipe, False,
+                                                   _should_cache(recipe, task, eval_split)))
     steps = _steps_per_epoch(recipe, train_ds, info)
     cfg = recipe.train
     head_only = HeadOnly(model, get_entry(recipe.model.name).head) if cfg.freeze_epochs else None
@@ -295,14 +325,16 @@ def _train(recipe, out: Path, resume: bool) -> Run:
         # the checkpoints use one optimizer state.
         model.optimizer.build(model.trainable_variables)
         guard = run_dir.DivergenceGuard()
-        checkpoint = run_dir.Checkpoint(out / "checkpoints", guard)
+        checkpoint = run_dir.Checkpoint(write_dir / "checkpoints", guard)
+        if worker.task:  # before restoring, which runs collective ops on the workers that restore
+            _check_workers_agree(strategy, out, checkpoint.epoch, steps, cfg.epochs)
         initial_epoch = checkpoint.restore(model)  # before anything is written: it may not fit
 
     for line in changed:
         print(f"resuming with a changed recipe key: {line}", flush=True)
-    run_dir.write_atomic(out / "recipe.yaml", resolved_header(strategy) + recipe.to_yaml())
-    run_dir.write_atomic(out / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
-    history_log = run_dir.HistoryLog(out / "history.csv", initial_epoch, guard)
+    run_dir.write_atomic(write_dir / "recipe.yaml", resolved_header(strategy) + recipe.to_yaml())
+    run_dir.write_atomic(write_dir / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
+    history_log = run_dir.HistoryLog(write_dir / "history.csv", initial_epoch, guard)
     evaluator = best = None
     if cfg.validate:
         main = task.main_metric
@@ -312,13 +344,15 @@ def _train(recipe, out: Path, resume: bool) -> Run:
 
         def save_best():
             with head_only.unfrozen() if head_only else contextlib.nullcontext():
-                run_dir.save_model_atomic(model, out / "best.keras")
+                run_dir.save_model_atomic(model, write_dir / "best.keras")
 
         patience = cfg.early_stopping.patience if cfg.early_stopping else None
         best = run_dir.BestModel(f"val_{main}", save_best, guard, patience, history_log.rows)
     # In this order: what adds to an epoch's logs (the main metric, the time) before what reads them.
     callbacks = [c for c in (guard, evaluator, EpochTimer(), best, history_log, checkpoint) if c is not None]
     resumed = f", resuming after epoch {initial_epoch}" if initial_epoch else ""
+    if write_dir != out:
+        resumed += f" (written by the chief; this worker writes {write_dir}, removed at the end)"
     print(f"training {recipe.model.name} ({model.count_params():,} parameters) on "
           f"{recipe.data.source}:{recipe.data.name or recipe.data.path}, "
           f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name}; "
@@ -338,7 +372,7 @@ def _train(recipe, out: Path, resume: bool) -> Run:
             what = (f"only the head ({', '.join(layer.name for layer in head_only.head)}: {trainable:,} "
                     f"trainable parameters)" if frozen else "every layer (train.freeze_epochs is over)")
             print(f"epochs {first + 1}-{end}: training {what}", flush=True)
-        tensorboard = keras.callbacks.TensorBoard(str(out / "logs"), profile_batch=0, write_graph=False)
+        tensorboard = keras.callbacks.TensorBoard(str(write_dir / "logs"), profile_batch=0, write_graph=False)
         with data_errors(train_split, eval_split):
             histories.append(model.fit(
                 train_ds, epochs=end, initial_epoch=first, steps_per_epoch=steps,
@@ -352,14 +386,14 @@ def _train(recipe, out: Path, resume: bool) -> Run:
         print(best.message(), flush=True)
     if head_only:
         head_only.restore()  # the saved model records every layer's own setting
-    run_dir.save_model_atomic(model, out / "model.keras")
-    save_curves(out / "history.csv", out / "curves.png")
+    run_dir.save_model_atomic(model, write_dir / "model.keras")
+    save_curves(write_dir / "history.csv", write_dir / "curves.png")
     if evaluator is not None and evaluator.last and evaluator.last[0] == checkpoint.epoch - 1:
         metrics = evaluator.last[1]  # the last epoch was evaluated: the same model, the same numbers
     else:
         with data_errors(eval_split):
             metrics = task.evaluate(model, task.make_eval_dataset(eval_split, recipe, eval_ds), info)
-    run_dir.write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+    run_dir.write_atomic(write_dir / "metrics.json", json.dumps(metrics, indent=2))
     print("metrics: " + json.dumps(metrics), flush=True)
     merged = {}
     for history in histories:

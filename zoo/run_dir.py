@@ -11,6 +11,8 @@
   (from history.csv), so a worse epoch never replaces it, and early stopping counts on.
 * `--resume` refuses, before anything is written, a recipe whose model or data shapes differ
   from the run's.
+* In a multi-worker job only the chief writes the run directory; every other worker writes its
+  own temporary directory, removed at the end.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import io
 import json
 import math
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import keras
@@ -91,6 +95,23 @@ def locked(path: Path):
         if not handle.closed and lock_path.exists():
             handle.truncate(0)  # a released lock is empty; a pid left in it means its holder died
         handle.close()
+
+
+@contextlib.contextmanager
+def worker_directory(rank: int, resumed_run: Path | None):
+    """A non-chief worker's own temporary directory, removed at the end: it writes there what the
+    chief writes to the run directory (saving takes every worker of a multi-worker job, as in
+    Keras' multi-worker guide). On --resume it starts with a copy of what resuming reads from
+    `resumed_run` (checkpoints/, history.csv), so that every worker continues from the same state."""
+    path = Path(tempfile.mkdtemp(prefix=f"zoo-worker{rank}-"))
+    try:
+        if resumed_run is not None and (resumed_run / "checkpoints").is_dir():
+            shutil.copytree(resumed_run / "checkpoints", path / "checkpoints")
+        if resumed_run is not None and (resumed_run / "history.csv").is_file():
+            shutil.copy2(resumed_run / "history.csv", path / "history.csv")
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------ resume

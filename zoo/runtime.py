@@ -1,9 +1,19 @@
-"""Devices, precision policy, distribution strategy and seeding; set before any layer is built."""
+"""Devices, precision policy, distribution strategy and seeding; set before any layer is built.
+
+Multi-worker training (docs/distributed.md): each worker process reads its place in the cluster
+from TF_CONFIG (`cluster_worker`, checked before TensorFlow starts); the chief, rank 0, writes the
+run directory.
+"""
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
 from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 
 from zoo.errors import RecipeError
 
@@ -15,8 +25,6 @@ class Device:
 
 
 def detect_devices() -> list[Device]:
-    import tensorflow as tf
-
     devices = [Device("CPU")]
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
@@ -49,17 +57,139 @@ def resolve_distribution(setting: str, devices: list[Device]) -> str:
     return "none"
 
 
-def make_strategy(name: str):
-    import tensorflow as tf
+@dataclass(frozen=True)
+class Worker:
+    """This process's place in the training job; rank 0, the chief, writes the run directory."""
 
+    rank: int = 0
+    count: int = 1
+    task: str = ""  # TF_CONFIG's task ("worker:1"); "" outside a multi-worker cluster
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> str:
+        role = "the chief: it writes the run directory" if self.is_chief else "not the chief"
+        return f"multi-worker: worker {self.rank} of {self.count} (TF_CONFIG task {self.task}), {role}"
+
+
+def cluster_worker(environ=os.environ) -> Worker:
+    """This process's place in the cluster that the TF_CONFIG environment variable describes
+    (`{"cluster": {"chief": [...], "worker": ["host:port", ...]}, "task": {"type": "worker",
+    "index": 0}}`, as Kubernetes TFJob or Vertex AI set it). Ranks: the chief 0, then the workers
+    in order; without a chief, worker 0 is the chief. A mismatch is a RecipeError naming TF_CONFIG."""
+    text = environ.get("TF_CONFIG")
+    if not text:
+        raise RecipeError("runtime.distribution: multi_worker reads the cluster from the TF_CONFIG "
+                          "environment variable, which is not set (docs/distributed.md)")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecipeError(f"TF_CONFIG: not valid JSON ({err})") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise RecipeError('TF_CONFIG: no "cluster" (job name -> list of "host:port" addresses)')
+    jobs = {job: cluster.get(job, []) for job in ("chief", "worker")}
+    other = sorted(set(cluster) - set(jobs))
+    if other:
+        raise RecipeError(f"TF_CONFIG: cluster job(s) {', '.join(other)}: multi_worker takes a chief "
+                          f"and workers only")
+    for job, addresses in jobs.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
+            raise RecipeError(f'TF_CONFIG: cluster.{job}: expected a list of "host:port" addresses, '
+                              f"got {addresses!r}")
+    if len(jobs["chief"]) > 1:
+        raise RecipeError(f"TF_CONFIG: cluster.chief lists {len(jobs['chief'])} addresses; a cluster "
+                          f"has one chief")
+    addresses = jobs["chief"] + jobs["worker"]
+    repeated = sorted({a for a in addresses if addresses.count(a) > 1})
+    if repeated:
+        raise RecipeError(f"TF_CONFIG: address {repeated[0]} is listed twice in the cluster")
+    task = config.get("task")
+    kind, index = (task.get("type"), task.get("index")) if isinstance(task, dict) else (None, None)
+    if kind not in jobs:
+        raise RecipeError(f'TF_CONFIG: task.type must be "chief" or "worker", got {kind!r}')
+    if not jobs[kind]:
+        raise RecipeError(f"TF_CONFIG: task.type is {kind} but the cluster lists no {kind} "
+                          f"(cluster: {', '.join(j for j in jobs if jobs[j])})")
+    if type(index) is not int or not 0 <= index < len(jobs[kind]):
+        raise RecipeError(f"TF_CONFIG: task.index {index!r} is out of range: cluster.{kind} lists "
+                          f"{len(jobs[kind])} address(es), indices 0-{len(jobs[kind]) - 1}")
+    rank = index + (len(jobs["chief"]) if kind == "worker" else 0)
+    return Worker(rank, len(addresses), f"{kind}:{index}")
+
+
+def this_worker(runtime) -> Worker:
+    """`cluster_worker` for `runtime.distribution: multi_worker`, the only worker otherwise."""
+    return cluster_worker() if runtime.distribution == "multi_worker" else Worker()
+
+
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """TensorFlow's strategy, with a `reduce` that takes what Keras 3's trainer gives it across
+    workers (keras-team/keras#20585): a nested structure (the first batch, to build the model's
+    metrics) and scalars with `axis=0` (a step's losses and metrics), reduced leaf by leaf."""
+
+    def reduce(self, reduce_op, value, axis):
+        reduce = super().reduce
+
+        def leaf(v):
+            scalar = self.experimental_local_results(v)[0].shape.rank == 0
+            return reduce(reduce_op, v, None if scalar else axis)
+
+        return tf.nest.map_structure(leaf, value)
+
+
+class WorkerLost(RuntimeError):
+    """Another worker of a multi-worker job stopped (killed, preempted, crashed)."""
+
+
+@contextlib.contextmanager
+def lost_workers(worker: Worker):
+    """In a multi-worker job, TensorFlow's error when a peer stops answering (its collective ops
+    aborted: UnavailableError, several lines) becomes one line: who, and how to go on."""
+    try:
+        yield
+    except tf.errors.UnavailableError as err:
+        if not worker.task:
+            raise
+        tasks = {f"{job}:{index}" for job, index in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", err.message)}
+        peers = sorted(tasks - {worker.task})
+        who = f"TF_CONFIG task {' and '.join(peers)}" if peers else "another worker"
+        raise WorkerLost(f"{who} stopped answering (killed, preempted or crashed): restart every worker "
+                         f"with --resume to continue from the last completed epoch") from None
+
+
+def gather_from_workers(strategy, values: list[int]):
+    """`values` of every replica of every worker, one row each (a collective: every worker calls it)."""
+    local = tf.constant([values], tf.int64)
+    per_replica = strategy.experimental_distribute_values_from_function(lambda _: local)
+    return strategy.gather(per_replica, axis=0).numpy()
+
+
+def auto_shard(dataset):
+    """`dataset` as a multi-worker strategy splits it across workers: as its source chose (the
+    tfrecord source: FILE, each worker reads its own files), else DATA: every worker runs the
+    input pipeline and keeps its share of each global batch (docs/distributed.md). Other
+    strategies ignore the setting."""
+    policy = tf.data.experimental.AutoShardPolicy
+    if dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = policy.DATA
+    return dataset.with_options(options)
+
+
+def make_strategy(name: str):
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":  # every GPU; without GPUs, every logical CPU device
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":  # cluster from the TF_CONFIG environment variable
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "multi_worker":  # before any other TensorFlow op of the process
+        cluster_worker()
+        return MultiWorkerMirroredStrategy()
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -77,7 +207,11 @@ def configure(runtime, devices: list[Device] | None = None):
     The batch size in a recipe is global: each of the strategy's replicas gets
     `batch_size / num_replicas_in_sync` examples per step.
     """
+    # First: MultiWorkerMirroredStrategy sets up collective ops, which must precede any other op.
+    multi_worker = make_strategy("multi_worker") if runtime.distribution == "multi_worker" else None
     devices = detect_devices() if devices is None else devices
     keras.utils.set_random_seed(runtime.seed)
     keras.config.set_dtype_policy(resolve_policy(runtime.mixed_precision, devices))
+    if multi_worker is not None:
+        return multi_worker
     return make_strategy(resolve_distribution(runtime.distribution, devices))
