@@ -69,7 +69,7 @@ def test_dotted_overrides_parse_as_yaml():
     ("data.colour=red", "data.colour: unknown key"),
     ("train.epochs=many", "train.epochs: expected an integer, got 'many'"),
     ("train.optimizer.name=lion", "train.optimizer.name: expected one of sgd, adam, adamw"),
-    ("data.source=ftp", "data.source: ftp is not available for task classification (available: digits, folder, synthetic, tfds)"),
+    ("data.source=ftp", "data.source: ftp is not available for task classification (available: digits, folder, synthetic, tfds, tfrecord)"),
     ("model.name=resnet2O", "model.name: unknown model 'resnet2O'; did you mean"),
     ("model.depth=3", "model.depth: unknown key"),
     ("model.num_classes=3", "model.num_classes: set data.num_classes instead"),
