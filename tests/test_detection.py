@@ -125,7 +125,7 @@ def test_nms_is_per_class_padded_and_fixed_size():
     outputs[0, 1, 4] = logit(0.8)  # class 0, IoU 0.82 with anchor 0: suppressed
     outputs[0, 2, 5] = logit(0.7)  # class 1, same box as anchor 0: kept (another class)
     outputs[0, 3, 4] = logit(0.6)  # class 0, far away: kept
-    found = bx.postprocess(outputs, anchors, 2, score_threshold=0.05, max_detections=5)
+    found = bx.postprocess(outputs, anchors, 2, (64, 64), score_threshold=0.05, max_detections=5)
     found = {k: v.numpy() for k, v in found.items()}
     assert found["boxes"].shape == (1, 5, 4) and found["scores"].shape == (1, 5)
     assert found["num_detections"][0] == 3
@@ -150,7 +150,8 @@ def test_detector_runs_decode_and_nms_in_one_graph():
     found = run.predict(images, batch_size=2, verbose=0)
     assert sorted(found) == ["boxes", "classes", "num_detections", "scores"]
     assert found["boxes"].shape == (5, 100, 4) and found["classes"].dtype == np.int32
-    eager = bx.postprocess(model.predict_on_batch(images), model_anchor_config(model).anchors(), 3,
+    config = model_anchor_config(model)
+    eager = bx.postprocess(model.predict_on_batch(images), config.anchors(), 3, config.image_size,
                            0.05, max_detections=100)
     for key, value in eager.items():
         np.testing.assert_allclose(found[key], value.numpy(), atol=1e-4, err_msg=key)

@@ -201,3 +201,11 @@ def test_a_recipe_path_that_is_a_directory_or_unreadable_is_one_line(tmp_path, m
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(RecipeError, match=r"r\.yaml: cannot read \(Permission denied\)$"):
         zoo.load_recipe(path)
+
+
+@pytest.mark.parametrize("distribution", ["mirrored", "multi_worker"])
+def test_steps_per_execution_above_1_under_a_strategy_is_refused(distribution):
+    with pytest.raises(RecipeError, match=f"runtime.steps_per_execution: must be 1 with runtime.distribution "
+                                          f"{distribution}"):
+        zoo.load_recipe("digits_cnn", ["runtime.steps_per_execution=4", f"runtime.distribution={distribution}"])
+    assert zoo.load_recipe("digits_cnn", ["runtime.steps_per_execution=4"]).runtime.steps_per_execution == 4

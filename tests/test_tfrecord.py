@@ -257,3 +257,10 @@ def test_tfrecords_of_another_task_are_refused(digits_tfrecord):
     recipe = zoo.load_recipe("shapes_unet", ["data.source=tfrecord", f"data.path={digits_tfrecord}"])
     with pytest.raises(DataError, match="holds classification examples, not segmentation"):
         load_split(recipe, get_task("segmentation"), "train")
+
+
+def test_an_output_that_cannot_be_created_is_one_line_with_status_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    code, _, err = run_cli(capsys, "convert", "digits_cnn", "--output", tmp_path / "file" / "tfr")
+    assert code == 2 and err.startswith(f"zoo: error: --output {tmp_path}/file/tfr: cannot create it")
+    assert len(err.splitlines()) == 1

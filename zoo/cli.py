@@ -11,6 +11,7 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
+    from zoo.export import DTYPES, FORMATS
     from zoo.tasks import TASKS
 
     parser = argparse.ArgumentParser(prog="zoo", description="keras-zoo: train, evaluate and use vision models.")
@@ -49,11 +50,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,
                    help="detection: keep one box per object, the best-scoring class "
                         "(class-agnostic NMS of the boxes reported and drawn; default: on)")
+
+    p = sub.add_parser("convert", help="write a recipe's training and eval splits as sharded TFRecord files "
+                                       "(data.source=tfrecord reads them)")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted recipe overrides")
+    p.add_argument("--output", required=True, help="folder for the shards (local or e.g. gs://)")
+    p.add_argument("--shards", type=_positive_int, help="files per split (default: one per 1024 examples)")
+
+    p = sub.add_parser("export", help="export a model to SavedModel, LiteRT or ONNX: raw uint8 images of any "
+                                      "size in, the task's answer out (docs/deploy.md)")
+    p.add_argument("model", help="a run directory, a .keras file, or pretrained weights (e.g. retinanet_small.shapes)")
+    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="float16 / int8: litert and onnx; int8 is calibrated on the recipe's training images")
+    p.add_argument("--output", help="folder for the export (default: export/ in the run directory, else ./export)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="print latency per image of the Keras model and of the export, side by side")
     return parser
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 # The positional list that takes KEY=VALUE overrides / inputs given after an option.
-TRAILING = {"train": "overrides", "evaluate": "overrides", "predict": "inputs"}
+TRAILING = {"train": "overrides", "evaluate": "overrides", "predict": "inputs", "convert": "overrides"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -131,8 +155,41 @@ def cmd_predict(args):
             print(line, flush=True)  # each input's lines as soon as they exist
 
 
+def cmd_convert(args):
+    import shlex
+
+    import zoo
+    from zoo.convert import convert
+
+    convert(zoo.load_recipe(args.recipe, args.overrides), args.output, args.shards)
+    print("train from it: " + shlex.join(["zoo", "train", args.recipe, *args.overrides, "data.source=tfrecord",
+                                          f"data.path={args.output}"]))
+
+
+def cmd_export(args):
+    import numpy as np
+
+    from zoo import export as ex
+
+    exported = ex.export(args.model, args.format, args.dtype, args.output)
+    print(f"exported {args.model} ({exported.task.name}, {args.dtype}) to {exported.path}", flush=True)
+    run = ex.load_exported(exported.path)
+    inputs = ex.sample_inputs(exported)
+    gaps = ", ".join(f"{name} {gap:.2g}" for name, gap in ex.differences(exported, run, inputs).items())
+    print(f"largest |Keras - export| over {len(inputs)} inputs: {gaps}")
+    if args.benchmark:
+        print("latency per image, median of 20 runs after 3 warm-up runs:")
+        for batch in (1,) if args.format == "litert" else (1, 4):
+            images = np.stack([inputs[0]] * batch)
+            keras_s = ex.latency(exported.serving.predict_on_batch, images)
+            export_s = ex.latency(run, images)
+            print(f"  batch {batch}: Keras {1000 * keras_s:.2f} ms, {args.format} {args.dtype} "
+                  f"{1000 * export_s:.2f} ms ({keras_s / export_s:.2f}x)")
+
+
 COMMANDS = {"list": cmd_list, "recipes": cmd_recipes, "train": cmd_train,
-            "evaluate": cmd_evaluate, "predict": cmd_predict}
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert,
+            "export": cmd_export}
 
 
 def main(argv=None) -> int:

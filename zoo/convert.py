@@ -24,7 +24,7 @@ import tensorflow as tf
 from zoo.data import Split, load_split
 from zoo.data.tfrecord import (encode_images, feature_layout, meta_name, png_encodings, serialize,
                                shard_name, split_shards)
-from zoo.errors import DataError
+from zoo.errors import DataError, ZooError
 from zoo.pipeline import data_errors
 from zoo.recipe import Recipe, load_recipe
 from zoo.tasks import get_task
@@ -38,7 +38,10 @@ def convert(recipe, output, shards: int | None = None) -> dict[str, int]:
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     task = get_task(recipe.task)
     output = str(output).rstrip("/")
-    tf.io.gfile.makedirs(output)
+    try:
+        tf.io.gfile.makedirs(output)
+    except (OSError, tf.errors.OpError) as err:
+        raise ZooError(f"--output {output}: cannot create it ({getattr(err, 'message', err)})") from None
     data = recipe.data
     splits = {data.train_split: load_split(recipe, task, data.train_split)}
     if data.eval_split != data.train_split:

@@ -362,6 +362,9 @@ def _check(recipe: Recipe, task):
     if not 0 <= recipe.runtime.seed < 2**32:  # NumPy's seed range
         raise RecipeError(f"runtime.seed: expected an integer in [0, 2**32), got {recipe.runtime.seed}")
     _positive("runtime.steps_per_execution", recipe.runtime.steps_per_execution)
+    if recipe.runtime.steps_per_execution > 1 and recipe.runtime.distribution in ("mirrored", "multi_worker"):
+        raise RecipeError(f"runtime.steps_per_execution: must be 1 with runtime.distribution "
+                          f"{recipe.runtime.distribution} (Keras 3.15's multi-step loop fails under a strategy)")
     source = task.all_sources.get(data.source)
     if source is None:
         raise RecipeError(f"data.source: {data.source} is not available for task {task.name} "

@@ -11,12 +11,14 @@ def resize(image, size, method="bilinear"):
 
 
 def center_crop_resize(image, size, fraction: float):
-    """Evaluation view: the central `fraction` of the shorter side, resized to `size`."""
+    """Evaluation view: the central `fraction` of the shorter side, resized to `size`
+    (an image (H, W, C) or a batch (B, H, W, C))."""
     if fraction < 1.0:
         shape = tf.shape(image)
-        side = tf.cast(tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) * fraction, tf.int32)
-        top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
-        image = image[top:top + side, left:left + side]
+        height, width = shape[-3], shape[-2]
+        side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * fraction, tf.int32)
+        top, left = (height - side) // 2, (width - side) // 2
+        image = image[..., top:top + side, left:left + side, :]
     return resize(image, size)
 
 

@@ -203,26 +203,42 @@ def pad_boxes(boxes, labels, max_boxes, *extra):
 # ------------------------------------------------------------------------------ post-processing
 
 
-def postprocess(outputs, anchors, num_classes, score_threshold=0.05, iou_threshold=0.5,
+def postprocess(outputs, anchors, num_classes, image_size, score_threshold=0.05, iou_threshold=0.5,
                 max_detections=100, pre_nms_top_k=1000):
     """Model outputs (B, A, 4 + C) -> padded detections (per-class NMS, fixed size).
 
-    Keeps the `pre_nms_top_k` anchors with the highest class score, decodes them, runs
-    per-class NMS (tf.image.combined_non_max_suppression) and returns a dict of
-    boxes (B, D, 4) yxyx model-input pixels, scores (B, D), classes (B, D) int32 and
-    num_detections (B,) int32, with D = max_detections and padding after num_detections.
+    Keeps the `pre_nms_top_k` anchors with the highest class score, decodes them and clips them
+    to the model input (`image_size` (height, width)), then keeps the `pre_nms_top_k` best (anchor, class) pairs and runs
+    per-class NMS as one class-agnostic NMS over boxes shifted apart by class
+    (`tf.image.non_max_suppression_padded`: a builtin-op loop that SavedModel, ONNX and LiteRT
+    all run). Returns a dict of boxes (B, D, 4) yxyx model-input pixels, scores (B, D),
+    classes (B, D) int32 and num_detections (B,) int32, D = max_detections, zero padding after
+    num_detections.
     """
     outputs = tf.convert_to_tensor(outputs, tf.float32)
     deltas, logits = outputs[..., :4], outputs[..., 4:4 + num_classes]
     scores = tf.sigmoid(logits)
     k = min(int(pre_nms_top_k), int(outputs.shape[1]))
-    _, top = tf.math.top_k(tf.reduce_max(scores, axis=-1), k=k)  # (B, k)
+    _, top = tf.math.top_k(tf.reduce_max(scores, axis=-1), k=k)  # (B, k) anchors
+    size = tf.constant([float(s) for s in image_size])
     boxes = decode(tf.gather(deltas, top, batch_dims=1), tf.gather(anchors, top))
-    scores = tf.gather(scores, top, batch_dims=1)
-    nms = tf.image.combined_non_max_suppression(
-        boxes[:, :, None, :], scores, max_output_size_per_class=max_detections,
-        max_total_size=max_detections, iou_threshold=iou_threshold,
-        score_threshold=score_threshold, clip_boxes=False)
-    return {"boxes": nms.nmsed_boxes, "scores": nms.nmsed_scores,
-            "classes": tf.cast(nms.nmsed_classes, tf.int32),
-            "num_detections": tf.cast(nms.valid_detections, tf.int32)}
+    boxes = tf.minimum(tf.maximum(boxes, 0.0), tf.concat([size, size], 0))
+    pair_scores, pairs = tf.math.top_k(tf.reshape(tf.gather(scores, top, batch_dims=1), [-1, k * num_classes]),
+                                       k=min(k, k * num_classes))  # (B, k') best (anchor, class)
+    classes = pairs % num_classes
+    boxes = tf.gather(boxes, pairs // num_classes, batch_dims=1)
+    shift = tf.cast(classes, tf.float32)[..., None] * (tf.reduce_max(size) + 1.0)
+    selected, found = tf.image.non_max_suppression_padded(
+        boxes + shift, pair_scores, max_detections, iou_threshold=iou_threshold,
+        score_threshold=score_threshold, pad_to_max_output_size=True, sorted_input=True,
+        canonicalized_coordinates=True)
+    valid = tf.range(max_detections)[None, :] < found[:, None]  # (B, D)
+    zero = tf.zeros_like
+
+    def keep(values):
+        values = tf.gather(values, selected, batch_dims=1)
+        mask = valid[..., None] if values.shape.rank == 3 else valid
+        return tf.where(mask, values, zero(values))
+
+    return {"boxes": keep(boxes), "scores": keep(pair_scores), "classes": keep(classes),
+            "num_detections": tf.cast(found, tf.int32)}

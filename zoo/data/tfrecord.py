@@ -160,9 +160,10 @@ def read_meta(root: str, split: str) -> dict:
 
 
 def cluster_workers() -> int:
-    """Workers of a multi-worker cluster (TF_CONFIG), 1 without one."""
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+    """Workers of a multi-worker cluster (TF_CONFIG, checked as training checks it), 1 without one."""
+    from zoo.runtime import cluster_worker
+
+    return cluster_worker().count if os.environ.get("TF_CONFIG") else 1
 
 
 def sharding_options(shards: int):

@@ -39,7 +39,8 @@ class Source:
 
 # Sources every task reads; a task's own `sources` add to them or replace them.
 COMMON_SOURCES = {"tfds": Source("zoo.data:load_tfds", ("name",)),
-                  "synthetic": Source("zoo.data:load_synthetic", ("name",))}
+                  "synthetic": Source("zoo.data:load_synthetic", ("name",)),
+                  "tfrecord": Source("zoo.data.tfrecord:load_tfrecord", ("path",))}
 
 
 def register_task(cls):
@@ -214,6 +215,31 @@ class Task:
     def read_input(self, path):
         """One input of `expand_inputs` decoded; a DataError naming it when unreadable."""
         return read_image(path)
+
+    # -- export (`zoo export`) -----------------------------------------------------
+    # (format, dtype) exports that the format's own tools cannot make of this task's graph: why.
+    export_limits: dict = {}
+
+    def serving_model(self, model, recipe):
+        """The graph `zoo export` writes: a Keras model from uint8 `images` of any size the task
+        allows to a dict of the task's answers, preprocessing and post-processing inside."""
+        raise NotImplementedError(f"task {self.name} has no serving model")
+
+    def serving_example(self, example, recipe):
+        """Canonical example -> (the serving model's input for it, unbatched uint8; its truth),
+        inside tf.data: what `serving_metrics` scores."""
+        raise NotImplementedError
+
+    def serving_metrics(self, outputs: list, truths: list, info: DatasetInfo) -> dict:
+        """The task's metrics of serving outputs (one batch-of-1 dict per example) against the
+        truths of `serving_example`."""
+        raise NotImplementedError
+
+    def serving_differences(self, expected: dict, got: dict) -> dict:
+        """{output: largest |expected - got|} of two serving outputs of the same input (the Keras
+        graph's and an export's)."""
+        return {name: float(np.max(np.abs(np.asarray(value, np.float64) - np.asarray(got[name], np.float64))))
+                for name, value in expected.items()}
 
     def predict(self, model, inputs, info: DatasetInfo, recipe, output_dir):
         """Yield one prediction per (path, `read_input` result) pair, before the next input is

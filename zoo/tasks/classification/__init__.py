@@ -50,11 +50,29 @@ class Classification(Task):
         scores, labels = predict_all(model, dataset)
         return classification_metrics(scores, labels, info.num_classes)
 
+    # -- export ----------------------------------------------------------------
+    def serving_model(self, model, recipe):
+        """uint8 `images` (B, H, W, 3), any size -> `probabilities` (B, C), after the
+        evaluation view (center crop `data.eval_crop`, resize)."""
+        from zoo.serving import EvalView, image_input
+
+        images = image_input()
+        view = EvalView(recipe.data.image_size, recipe.data.eval_crop, name="eval_view")(images)
+        return keras.Model(images, {"probabilities": model(view)}, name=f"{model.name}_serving")
+
+    def serving_example(self, example, recipe):
+        return example["image"], example["label"]
+
+    def serving_metrics(self, outputs, truths, info):
+        from zoo.tasks.classification.metrics import classification_metrics
+
+        scores = np.concatenate([out["probabilities"] for out in outputs])
+        return classification_metrics(scores, np.asarray(truths), info.num_classes)
+
     def predict(self, model, inputs, info, recipe, output_dir):
+        serving = self.serving_model(model, recipe)
         for path, image in inputs:
-            image = augment_image(image, recipe.data.image_size, recipe.data.augment,
-                                  False, recipe.data.eval_crop)
-            probs = np.asarray(model.predict_on_batch(image[None]))[0]
+            probs = serving.predict_on_batch(image[None])["probabilities"][0]
             yield {"input": str(path), "top_k": top_k(probs, info.class_names)}
 
 

@@ -40,6 +40,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from zoo.config import DataConfig
 from zoo.data import DatasetInfo, to_rgb
 from zoo.data import boxes as bx
@@ -71,6 +73,8 @@ class Detection(Task):
     data_config = DetectionData
     min_classes = 1  # a one-class detector (e.g. people) is a real task
     main_metric = "mAP"  # COCO AP@[.5:.95]: best.keras, early stopping, history.csv val_mAP
+    export_limits = {("onnx", "float16"): "onnxconverter-common's float16 conversion breaks the NMS loop's "
+                                          "types; use --format litert --dtype float16"}
 
     # The anchor grid of the model last passed to `attach`. Tasks are singletons (TASKS): the
     # pipeline attaches its model right before it makes that model's datasets, and `prepare`
@@ -192,6 +196,61 @@ class Detection(Task):
         ground_truth = coco_ground_truth(records, info.class_names, ids)
         return {**coco_metrics(ground_truth, detections), "num_examples": len(records)}
 
+    # -- export ----------------------------------------------------------------
+    def serving_model(self, model, recipe):
+        from zoo.tasks.detection.evaluation import serving_detector
+
+        return serving_detector(model)
+
+    def serving_example(self, example, recipe):
+        """(image, its ground truth in the image's pixels) for `serving_metrics`."""
+        image, boxes, labels, crowd, area = canonical_objects(example)
+        shape = tf.shape(image)
+        pixels = bx.normalized_to_pixels(boxes, shape[0], shape[1])
+        return image, {"boxes": pixels, "labels": labels, "crowd": crowd,
+                       "area": tf.where(area >= 0, area, bx.area(pixels)), "size": shape[:2]}
+
+    def serving_metrics(self, outputs, truths, info):
+        """COCO metrics of serving outputs ([x0, y0, x1, y1] image pixels), one image each."""
+        from zoo.tasks.detection.evaluation import coco_ground_truth, coco_metrics
+
+        ids = category_ids(info)
+        records, detections = [], []
+        for image_id, (found, truth) in enumerate(zip(outputs, truths), start=1):
+            height, width = truth["size"]
+            records.append((height, width, truth["boxes"], truth["labels"], truth["crowd"], truth["area"]))
+            n = int(found["num_detections"][0])
+            for (x0, y0, x1, y1), score, label in zip(found["boxes"][0][:n], found["scores"][0][:n],
+                                                      found["classes"][0][:n]):
+                if x1 <= x0 or y1 <= y0:  # collapsed to nothing, as `coco_detections` drops
+                    continue
+                detections.append({"image_id": image_id, "category_id": int(ids[int(label)]),
+                                   "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                                   "score": float(score)})
+        return {**coco_metrics(coco_ground_truth(records, info.class_names, ids), detections),
+                "num_examples": len(records)}
+
+    def serving_differences(self, expected, got):
+        """Largest gaps between the detections drawn (score >= DISPLAY_THRESHOLD) in `expected`
+        and the detection of the same class that overlaps each most in `got` (NMS may order
+        equal scores either way, and a score near its threshold may keep or drop a box):
+        {"boxes": pixels, "scores", "unmatched": drawn detections whose class `got` lacks}."""
+        gaps = {"boxes": 0.0, "scores": 0.0, "unmatched": 0}
+        n, m = int(expected["num_detections"][0]), int(got["num_detections"][0])
+        candidates = np.asarray(got["boxes"][0][:m], np.float64)
+        for box, score, label in zip(expected["boxes"][0][:n], expected["scores"][0][:n], expected["classes"][0][:n]):
+            if score < DISPLAY_THRESHOLD:
+                continue
+            same = np.flatnonzero(np.asarray(got["classes"][0][:m]) == label)
+            if not len(same):
+                gaps["unmatched"] += 1
+                continue
+            overlaps = bx.pairwise_iou(tf.constant([box], tf.float32), tf.constant(candidates[same], tf.float32))
+            best = same[int(np.argmax(overlaps[0]))]  # IoU reads [x0, y0, x1, y1] as it reads yxyx
+            gaps["boxes"] = max(gaps["boxes"], float(np.max(np.abs(candidates[best] - box))))
+            gaps["scores"] = max(gaps["scores"], abs(float(got["scores"][0][best]) - float(score)))
+        return gaps
+
     # -- prediction --------------------------------------------------------------
     def predict(self, model, inputs, info, recipe, output_dir, agnostic_nms: bool = False):
         """Per image: {"input", "objects" (score >= DISPLAY_THRESHOLD, box [x, y, w, h] in
@@ -203,24 +262,21 @@ class Detection(Task):
         names), announced by a last {"input": None, "message"}."""
         from zoo.tasks.detection.drawing import agnostic_nms as agnostic_keep
         from zoo.tasks.detection.drawing import draw_detections
-        from zoo.tasks.detection.evaluation import SCORE_THRESHOLD, detector, image_detections
+        from zoo.tasks.detection.evaluation import SCORE_THRESHOLD, serving_detector
 
-        run = detector(model)
-        size = tuple(model_anchor_config(model).image_size)
+        serving = serving_detector(model)
         ids = category_ids(info)
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         results = []
         for path, original in inputs:
-            height, width = int(original.shape[0]), int(original.shape[1])
-            image, _, _ = place(original, tf.zeros([0, 4]), size, False, recipe.data.augment)
-            found = run.predict_on_batch(image[None])
+            found = serving.predict_on_batch(original[None])
+            n = int(found["num_detections"][0])
             shown = []  # (object, drawing) of each detection >= DISPLAY_THRESHOLD, best first
-            boxes, scores, labels = image_detections(found, 0, height, width, size)
-            for box, score, label in zip(boxes, scores, labels):
+            for box, score, label in zip(found["boxes"][0][:n], found["scores"][0][:n], found["classes"][0][:n]):
                 label = int(label)
                 name = info.class_names[label] if label < len(info.class_names) else str(label)
-                y0, x0, y1, x1 = (float(v) for v in box)
+                x0, y0, x1, y1 = (float(v) for v in box)
                 xywh = [x0, y0, x1 - x0, y1 - y0]
                 results.append({"file_name": str(path), "category_id": int(ids[label]),
                                 "category": name, "bbox": xywh, "score": float(score)})

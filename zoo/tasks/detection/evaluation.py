@@ -2,7 +2,7 @@
 
 * `detector(model)`: one inference graph per model: the detector's raw outputs (B, A, 4 + C)
   decoded against its own anchor grid, the `PRE_NMS_TOP_K` best-scoring anchors kept, then
-  per-class NMS (IoU 0.5, score >= `SCORE_THRESHOLD`, at most `MAX_DETECTIONS`), all inside
+  per-class NMS (`zoo.data.boxes.postprocess`) (IoU 0.5, score >= `SCORE_THRESHOLD`, at most `MAX_DETECTIONS`), all inside
   the graph: `detector(model).predict(images)` returns the padded detections only.
 * `coco_ground_truth` / `coco_detections` / `coco_metrics`: COCO-format ground truth and
   results in original-image pixels, scored with pycocotools' COCOeval (bbox).
@@ -19,7 +19,8 @@ import numpy as np
 
 from zoo.data import boxes as bx
 from zoo.lazy import tf
-from zoo.tasks.detection.geometry import model_anchor_config, to_original_pixels
+from zoo.tasks.detection.geometry import (letterbox_scale, model_anchor_config, scaled_size,
+                                          to_original_pixels)
 
 SCORE_THRESHOLD = 0.05  # detections kept for evaluation and predictions.json (COCO practice)
 IOU_THRESHOLD = 0.5  # per-class NMS
@@ -33,7 +34,7 @@ class DecodeDetections(keras.layers.Layer):
     boxes (B, D, 4) yxyx model-input pixels, scores (B, D), classes (B, D) int32 and
     num_detections (B,) int32, D = `max_detections` (`zoo.data.boxes.postprocess`).
 
-    Inference code, not model code: TensorFlow ops (top-k, combined NMS), no XLA.
+    Inference code, not model code: TensorFlow ops (top-k, padded NMS), no XLA.
     """
 
     def __init__(self, anchor_config: dict, num_classes: int, score_threshold=SCORE_THRESHOLD,
@@ -41,7 +42,7 @@ class DecodeDetections(keras.layers.Layer):
                  pre_nms_top_k=PRE_NMS_TOP_K, **kwargs):
         kwargs["dtype"] = "float32"  # never autocast the raw outputs (mixed precision)
         super().__init__(**kwargs)
-        self.supports_jit = False  # no XLA kernel for CombinedNonMaxSuppression
+        self.supports_jit = False  # NMS's data-dependent loop: plain graph mode
         self.anchor_config = dict(anchor_config)
         self.num_classes = int(num_classes)
         self.score_threshold = float(score_threshold)
@@ -51,10 +52,12 @@ class DecodeDetections(keras.layers.Layer):
         self._anchors = bx.AnchorConfig.from_dict(self.anchor_config).anchors()
 
     def call(self, outputs):
-        # The model's flattening reshape leaves the anchor axis unknown inside a traced graph.
-        outputs = tf.ensure_shape(outputs, [None, len(self._anchors), 4 + self.num_classes])
-        return bx.postprocess(outputs, self._anchors, self.num_classes, self.score_threshold,
-                              self.iou_threshold, self.max_detections, self.pre_nms_top_k)
+        # The model's flattening reshape leaves the anchor axis unknown inside a traced graph
+        # (a reshape, not tf.ensure_shape, which LiteRT has no builtin for).
+        outputs = tf.reshape(outputs, [-1, len(self._anchors), 4 + self.num_classes])
+        return bx.postprocess(outputs, self._anchors, self.num_classes, self.anchor_config["image_size"],
+                              self.score_threshold, self.iou_threshold, self.max_detections,
+                              self.pre_nms_top_k)
 
     def compute_output_spec(self, outputs):
         batch, size = outputs.shape[0], self.max_detections
@@ -70,6 +73,73 @@ class DecodeDetections(keras.layers.Layer):
                   "pre_nms_top_k": self.pre_nms_top_k}
         config.pop("dtype", None)
         return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class Letterbox(keras.layers.Layer):
+    """uint8 images (B, H, W, 3), any H and W -> float32 (B, *size, 3): `place`'s letterbox
+    (scaled to fit, aspect kept, top-left, zero padding) for a batch of one size."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.size = [int(s) for s in size]
+
+    def call(self, images):
+        shape = tf.shape(images)
+        scaled = scaled_size(shape[1], shape[2], letterbox_scale(shape[1], shape[2], self.size))
+        out = tf.image.resize(tf.cast(images, tf.float32), tf.stack(scaled))
+        out = tf.pad(out, [[0, 0], [0, self.size[0] - scaled[0]], [0, self.size[1] - scaled[1]], [0, 0]])
+        out.set_shape([images.shape[0], *self.size, 3])
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, 3)
+
+    def get_config(self):
+        config = {**super().get_config(), "size": self.size}
+        config.pop("dtype", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class InputPixelBoxes(keras.layers.Layer):
+    """[`DecodeDetections` boxes (B, D, 4) yxyx in the letterboxed input of `size`, the
+    images (B, H, W, 3)] -> boxes [x0, y0, x1, y1] in the images' pixels, clipped to them
+    (`to_original_pixels` inside the graph)."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.size = [int(s) for s in size]
+
+    def call(self, boxes, images):
+        shape = tf.shape(images)
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        new_h, new_w = scaled_size(shape[1], shape[2], letterbox_scale(shape[1], shape[2], self.size))
+        sy, sx = tf.cast(new_h, tf.float32) / height, tf.cast(new_w, tf.float32) / width
+        y0, x0, y1, x1 = tf.unstack(boxes, axis=-1)
+        xyxy = tf.stack([x0 / sx, y0 / sy, x1 / sx, y1 / sy], -1)
+        return tf.minimum(tf.maximum(xyxy, 0.0), tf.stack([width, height, width, height]))
+
+    def compute_output_shape(self, boxes_shape, images_shape):
+        return boxes_shape
+
+    def get_config(self):
+        config = {**super().get_config(), "size": self.size}
+        config.pop("dtype", None)
+        return config
+
+
+def serving_detector(model) -> keras.Model:
+    """`zoo export`'s detection graph: uint8 `images` of any size -> `boxes` (B, D, 4)
+    [x0, y0, x1, y1] in the images' pixels, `scores`, `classes` and `num_detections`, after
+    the letterbox, the model and `DecodeDetections` (the graph evaluation runs)."""
+    from zoo.serving import image_input
+
+    size = model_anchor_config(model).image_size
+    images = image_input()
+    decoded = detector(model)(Letterbox(size, name="letterbox")(images))
+    boxes = InputPixelBoxes(size, name="input_pixel_boxes")(decoded["boxes"], images)
+    return keras.Model(images, {**decoded, "boxes": boxes}, name=f"{model.name}_serving")
 
 
 # Built once per model. The detector shares the model's layers (built from model.inputs and

@@ -39,6 +39,14 @@ def letterbox_scale(height, width, size):
     return tf.minimum(size[0] / h, size[1] / w)
 
 
+def scaled_size(height, width, scale):
+    """(height, width) * scale, rounded, at least 1 pixel: the size `place` resizes to."""
+    def side(n):
+        return tf.maximum(tf.cast(tf.round(tf.cast(n, tf.float32) * scale), tf.int32), 1)
+
+    return side(height), side(width)
+
+
 def place(image, boxes, size, training: bool, augment):
     """Letterbox (+ flip and scale jitter when training): uint8 image + yxyx_norm boxes ->
     float32 (H, W, 3) image, yxyx pixel boxes in it, and a keep mask over the boxes."""
@@ -53,8 +61,7 @@ def place(image, boxes, size, training: bool, augment):
     scale = letterbox_scale(height, width, size)
     if training and augment.scale_jitter:
         scale *= tf.random.uniform([], augment.scale_jitter[0], augment.scale_jitter[1])
-    new_h = tf.maximum(tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32), 1)
-    new_w = tf.maximum(tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32), 1)
+    new_h, new_w = scaled_size(height, width, scale)
     image = tf.image.resize(image, tf.stack([new_h, new_w]))
     pixels = bx.normalized_to_pixels(boxes, new_h, new_w)
     top = left = tf.constant(0)

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from zoo.data import DatasetInfo, to_rgb
-from zoo.data.augment import IGNORE_INDEX, augment_image_and_mask, resize
+from zoo.data.augment import IGNORE_INDEX, augment_image_and_mask
 from zoo.errors import RecipeError
-from zoo.lazy import tf
+from zoo.lazy import keras, tf
 from zoo.tasks.base import Source, Task, predict_chunks, register_task
 from zoo.tasks.segmentation.sources import PETS_CLASSES, pets_trimap_to_classes, squeeze_mask, tfds_mask_feature
 
@@ -130,6 +130,27 @@ class Segmentation(Task):
             count += len(classes)
         return segmentation_metrics(confusion, class_names_for(info, num_classes), count)
 
+    # -- export ----------------------------------------------------------------
+    def serving_model(self, model, recipe):
+        """uint8 `images` (B, H, W, 3), any size -> `classes` (B, H, W) int32: the class map at
+        the input's size, as `predict` makes it."""
+        from zoo.serving import EvalView, ResizedClassMap, image_input
+
+        images = image_input()
+        probabilities = model(EvalView(recipe.data.image_size, name="eval_view")(images))
+        classes = ResizedClassMap(name="class_map")(probabilities, images)
+        return keras.Model(images, {"classes": classes}, name=f"{model.name}_serving")
+
+    def serving_example(self, example, recipe):
+        return example["image"], squeeze_mask(example["mask"])
+
+    def serving_metrics(self, outputs, truths, info):
+        from zoo.tasks.segmentation.metrics import confusion_matrix, segmentation_metrics
+
+        confusion = sum(confusion_matrix(mask, out["classes"], info.num_classes)
+                        for out, mask in zip(outputs, truths))
+        return segmentation_metrics(confusion, class_names_for(info, info.num_classes), len(truths))
+
     def predict(self, model, inputs, info, recipe, output_dir):
         """Per input: the class map at the input's size (probabilities resized bilinearly, then
         argmax), saved as `<stem>_mask.png` (palette PNG of class ids) and drawn over the image
@@ -141,12 +162,9 @@ class Segmentation(Task):
         output_dir.mkdir(parents=True, exist_ok=True)
         num_classes = self.model_num_classes(model)
         names = class_names_for(info, num_classes)
+        serving = self.serving_model(model, recipe)
         for path, image in inputs:
-            height, width = int(image.shape[0]), int(image.shape[1])
-            batch = resize(tf.cast(image, tf.float32), recipe.data.image_size)
-            probs = np.asarray(model.predict_on_batch(batch[None]), np.float32)[0]
-            probs = tf.image.resize(probs, (height, width), method="bilinear")  # back to the input size
-            classes = np.asarray(tf.argmax(probs, axis=-1), np.int64)
+            classes = serving.predict_on_batch(image[None])["classes"][0]
             fractions = np.bincount(classes.ravel(), minlength=num_classes) / classes.size
             stem = Path(path).stem
             picture = output_dir / f"{stem}_segmentation.png"

@@ -31,10 +31,10 @@ import numpy as np
 from zoo.config import DataConfig
 from zoo.data import DatasetInfo, to_rgb
 from zoo.errors import DataError
-from zoo.lazy import tf
+from zoo.lazy import keras, tf
 from zoo.tasks.base import Source, predict_all, register_task
 from zoo.tasks.classification import Classification, top_k
-from zoo.tasks.video.clips import frame_files, is_clip, read_clip, sample_clips
+from zoo.tasks.video.clips import clip_indices, frame_files, is_clip, read_clip, sample_clips
 
 
 @dataclass
@@ -52,6 +52,8 @@ class Video(Classification):
     sources = {"folder": Source("zoo.tasks.video.clips:load_folder", ("path",))}
     data_config = VideoData
     input_kind = "frame images, clip folders or video files"
+    export_limits = {("litert", "int8"): "the LiteRT converter's int8 calibration crashes on the LSTM "
+                                         "(TensorFlow 2.21); use --dtype float16, or --format onnx --dtype int8"}
 
     def from_tfds(self, tfds_info):
         import tensorflow_datasets as tfds
@@ -110,6 +112,26 @@ class Video(Classification):
         out["num_videos"] = int(len(labels))
         return out
 
+    def serving_frames(self, model, recipe) -> int:
+        """Frames per clip: the model's own T where it fixes one, else data.num_frames."""
+        shape = model.input_shape
+        fixed = isinstance(shape, tuple) and len(shape) == 5 and shape[1]
+        return int(shape[1]) if fixed else recipe.data.num_frames
+
+    def serving_model(self, model, recipe):
+        """uint8 clips `images` (B, T, H, W, 3), any H and W -> `probabilities` (B, C)."""
+        from zoo.serving import EvalView, image_input
+
+        clips = image_input(frames=self.serving_frames(model, recipe))
+        view = EvalView(recipe.data.image_size, recipe.data.eval_crop, name="eval_view")(clips)
+        return keras.Model(clips, {"probabilities": model(view)}, name=f"{model.name}_serving")
+
+    def serving_example(self, example, recipe):
+        """The middle clip's frames, as they were stored."""
+        data = recipe.data
+        indices = clip_indices(tf.shape(example["video"])[0], data.num_frames, data.frame_stride, False)
+        return tf.gather(example["video"], indices[0]), example["label"]
+
     def folder_inputs(self, folder):
         """A folder of frame images is one clip; a folder of clip folders / video files, its clips."""
         if frame_files(folder):
@@ -131,10 +153,7 @@ class Video(Classification):
         from zoo.tasks.video.clips import clip_indices
         from zoo.tasks.video.drawing import draw_frame_strip, strip_indices
 
-        data = recipe.data
-        shape = model.input_shape
-        if isinstance(shape, tuple) and len(shape) == 5 and shape[1] and shape[1] != data.num_frames:
-            data = dataclasses.replace(data, num_frames=int(shape[1]))
+        data = dataclasses.replace(recipe.data, num_frames=self.serving_frames(model, recipe))
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         for path, video in inputs:

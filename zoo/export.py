@@ -1,0 +1,361 @@
+"""`zoo export`: a trained model -> a SavedModel, LiteRT or ONNX file holding its task's serving
+graph (`Task.serving_model`: raw uint8 images of any size in, the task's answer out; the
+preprocessing and, for detection, the decode + NMS inside), checked against the Keras model.
+
+Every format goes through Keras' own `Model.export` (ONNX through tf2onnx, LiteRT through the
+TFLite converter, builtin ops only); the smaller dtypes through each format's own tools:
+
+| format | float32 | float16 | int8 |
+| --- | --- | --- | --- |
+| saved_model | yes | - | - |
+| litert | yes | float16 weights (converter) | full-integer quantization, calibrated (converter) |
+| onnx | yes | float16 weights and activations, float32 inputs and outputs (onnxconverter-common) | static QDQ quantization, per channel, calibrated (onnxruntime) |
+
+int8 quantizes what feeds a weighted op (conv, dense, LSTM) and keeps the `float_tail` after the
+last one in float; calibration runs `CALIBRATION_EXAMPLES` examples of the recipe's training
+split through the serving graph. A (format, dtype) a task's graph defeats is its
+`Task.export_limits`. LiteRT files take one image (clip) per call: a fixed batch of 1, as LiteRT's
+own models do (the video model's LSTM needs a static batch to become builtin ops); SavedModel and
+ONNX take any batch of equally sized images.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zoo.errors import ZooError
+from zoo.lazy import keras, tf
+
+FORMATS = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx"}
+DTYPES = ("float32", "float16", "int8")
+CALIBRATION_EXAMPLES = 200
+EXTRA = "pip install 'keras-zoo[export]'"
+# Python modules each format needs beyond TensorFlow, and what installs them.
+NEEDS = {"litert": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnxruntime", "onnxconverter_common")}
+
+
+@dataclass
+class Exported:
+    path: Path  # the exported file (SavedModel: directory)
+    metadata: Path  # `<stem>.json` beside it
+    serving: "keras.Model"  # the Keras serving graph that was exported
+    recipe: object
+    info: object
+    task: object
+
+
+def check_format(format: str, dtype: str):
+    """A ZooError (exit 2) for an unknown format or dtype, a dtype the format does not take, or
+    a missing export dependency (named with the extra that installs it)."""
+    if format not in FORMATS:
+        raise ZooError(f"--format {format}: expected one of {', '.join(FORMATS)}")
+    if dtype not in DTYPES:
+        raise ZooError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    if format == "saved_model" and dtype != "float32":
+        raise ZooError(f"--dtype {dtype}: a SavedModel is exported in float32; "
+                       "use --format litert or onnx for float16 / int8")
+    missing = [m for m in NEEDS.get(format, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ZooError(f"--format {format} needs {', '.join(missing)}, not installed: {EXTRA}")
+
+
+def export(source, format: str, dtype: str = "float32", output_dir=None,
+           calibration_examples: int = CALIBRATION_EXAMPLES) -> Exported:
+    """Export a run directory, a `.keras` file or a pretrained name (as `zoo predict` takes
+    them) to `<output_dir>/<model name>[_<dtype>]<suffix>` (default output_dir: the run's
+    `export/`, else `./export/`), with `<stem>.json` beside it: what the file takes and
+    returns, and the class names. The file is written under a temporary name and renamed."""
+    from zoo.predict import load_run
+    from zoo.tasks import get_task
+
+    check_format(format, dtype)
+    model, recipe, info, run_dir = load_run(source)
+    task = get_task(recipe.task)
+    if (format, dtype) in task.export_limits:
+        raise ZooError(f"--format {format} --dtype {dtype}: not for {task.name} models: "
+                       f"{task.export_limits[format, dtype]}")
+    serving = task.serving_model(model, recipe)
+    out = Path(output_dir) if output_dir else (run_dir / "export" if run_dir else Path("export"))
+    out.mkdir(parents=True, exist_ok=True)
+    stem = model.name if dtype == "float32" else f"{model.name}_{dtype}"
+    path = out / f"{stem}{FORMATS[format]}"
+    def calibration():
+        return serving_inputs(recipe, task, recipe.data.train_split, calibration_examples)
+
+    temporary = out / f".{stem}.{os.getpid()}.tmp{FORMATS[format]}"
+    try:
+        WRITERS[format](serving, temporary, dtype, calibration)
+        _replace(temporary, path)
+    finally:
+        _remove(temporary)
+    metadata = {"task": task.name, "format": format, "dtype": dtype, "source": str(source),
+                "inputs": {"images": {"dtype": "uint8", "shape": _shape(input_signature(serving, format).shape)}},
+                "outputs": {name: {"dtype": str(t.dtype), "shape": _shape(t.shape)}
+                            for name, t in serving.output.items()},
+                "class_names": list(info.class_names), **info.extras,
+                "versions": _versions()}
+    metadata_path = out / f"{stem}.json"
+    metadata_path.write_text(json.dumps(metadata, indent=1))
+    return Exported(path, metadata_path, serving, recipe, info, task)
+
+
+def input_signature(serving, format: str):
+    """The exported input: the serving graph's, with a batch of 1 for LiteRT."""
+    shape = (1 if format == "litert" else None, *serving.input_shape[1:])
+    return tf.TensorSpec(shape, tf.uint8, name="images")
+
+
+def _shape(shape) -> list:
+    return [None if s is None else int(s) for s in shape]
+
+
+def _versions() -> dict:
+    from zoo.version import __version__
+
+    return {"keras-zoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+def _replace(temporary: Path, path: Path):
+    """Move a finished export into place (a SavedModel directory replaces the old one whole)."""
+    if temporary.is_dir():
+        old = path.with_name(f".{path.name}.old")
+        _remove(old)
+        if path.exists():
+            path.rename(old)
+        temporary.rename(path)
+        _remove(old)
+    else:
+        os.replace(temporary, path)
+
+
+def _remove(path: Path):
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+# -- writers: (serving graph, path, dtype, calibration: () -> the int8 calibration inputs) --------
+
+
+def _saved_model(serving, path, dtype, calibration):
+    serving.export(str(path), format="tf_saved_model", verbose=False,
+                   input_signature=[input_signature(serving, "saved_model")])
+
+
+def _litert(serving, path, dtype, calibration):
+    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    if dtype == "float16":
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT],
+                   "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
+                                   "supported_types": [tf.float16]}}
+    elif dtype == "int8":
+        path.write_bytes(_litert_int8(serving, calibration()))
+        return
+    serving.export(str(path), format="litert", verbose=False,
+                   input_signature=[input_signature(serving, "litert")], **options)
+
+
+# Ops with weights, where int8 pays off. What feeds none of them (a model's output layers; a
+# detector's concatenated box deltas and logits, decode and NMS: pixel coordinates, scores, IoU
+# divisions) stays float in int8 exports: one int8 scale for box deltas and logits together cost
+# 0.13 mAP, and a quantized IoU division fails on empty boxes.
+ONNX_WEIGHTED = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN"}
+LITERT_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "FULLY_CONNECTED",
+                   "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM"}
+
+
+def float_tail(nodes, inputs, outputs, weighted) -> list:
+    """The nodes of a graph that feed no weighted node, directly or through others."""
+    producer = {t: n for n in nodes for t in outputs(n)}
+    feeding, stack = set(), [n for n in nodes if weighted(n)]
+    while stack:
+        n = stack.pop()
+        if id(n) not in feeding:
+            feeding.add(id(n))
+            stack += [producer[t] for t in inputs(n) if t in producer]
+    return [n for n in nodes if id(n) not in feeding]
+
+
+def _litert_int8(serving, inputs) -> bytes:
+    """The LiteRT converter's full-integer quantization of everything that feeds a weighted op;
+    the `float_tail` keeps float kernels. Its calibration ranges are dropped (the quantizer would
+    otherwise carry one op's range across the ops that share scales: concat, gather, reshape)
+    and its ops denylisted, through TFLite's `QuantizationDebugger`. The converter is made the
+    way Keras' LiteRT export makes it (ExportArchive -> SavedModel -> from_saved_model)."""
+    import functools
+    import tempfile
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    with tempfile.TemporaryDirectory() as saved_model:
+        archive = keras.export.ExportArchive()
+        archive.track(serving)
+        archive.add_endpoint("serve", functools.partial(serving.__call__, training=False),
+                             input_signature=[input_signature(serving, "litert")])
+        archive.write_out(saved_model, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        converter.experimental_enable_resource_variables = True
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[None]] for x in inputs)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                               tf.lite.OpsSet.TFLITE_BUILTINS]
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([x[None]] for x in inputs[:1]))
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(debugger.calibrated_model))
+    names, kinds = [], set()
+    for graph in model.subgraphs:
+        def kind(op):
+            return flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+
+        for op in float_tail(graph.operators or [], lambda op: op.inputs, lambda op: op.outputs,
+                             lambda op: kind(op) in LITERT_WEIGHTED):
+            for tensor in op.outputs:
+                graph.tensors[tensor].quantization = None
+            if len(op.outputs) == 1:  # denylisted by its output's name
+                names.append(graph.tensors[op.outputs[0]].name.decode())
+            else:  # TOPK_V2, SPLIT, UNPACK, WHILE: by type
+                kinds.add(kind(op))
+    debugger.calibrated_model = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names,
+                                                                     denylisted_ops=sorted(kinds))
+    return debugger.get_nondebug_quantized_model()
+
+
+def _onnx(serving, path, dtype, calibration):
+    serving.export(str(path), format="onnx", verbose=False,
+                   input_signature=[input_signature(serving, "onnx")])
+    if dtype == "float16":
+        import onnx
+        from onnxconverter_common import float16
+
+        converted = float16.convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+        onnx.save(_float16_casts(converted), str(path))
+    elif dtype == "int8":
+        import onnx
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+        class Reader(CalibrationDataReader):
+            def __init__(self, inputs):
+                self.inputs = iter(inputs)
+
+            def get_next(self):
+                x = next(self.inputs, None)
+                return None if x is None else {"images": x[None]}
+
+        float_path = path.with_name(path.stem + ".float32.onnx")
+        path.rename(float_path)
+        try:
+            graph = onnx.load(str(float_path)).graph
+            tail = float_tail(list(graph.node), lambda n: n.input, lambda n: n.output,
+                              lambda n: n.op_type in ONNX_WEIGHTED)
+            quantize_static(str(float_path), str(path), Reader(calibration()), quant_format=QuantFormat.QDQ,
+                            per_channel=True, nodes_to_exclude=[n.name for n in tail])
+        finally:
+            float_path.unlink()
+
+
+def _float16_casts(model):
+    """The converter turns the type of a Cast's float output into float16 but not the Cast's
+    `to` (here: the uint8 image cast to float): make the two agree."""
+    import onnx
+
+    float16_values = {v.name for v in [*model.graph.value_info, *model.graph.output]
+                      if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in float16_values:
+            for attribute in node.attribute:
+                if attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT:
+                    attribute.i = onnx.TensorProto.FLOAT16
+    return model
+
+
+WRITERS = {"saved_model": _saved_model, "litert": _litert, "onnx": _onnx}
+
+
+# -- running an export ---------------------------------------------------------------------------
+
+
+def load_exported(path):
+    """A function images (uint8 NumPy) -> {output name: NumPy} running the exported file with its
+    format's own runtime: `tf.saved_model.load`, the LiteRT interpreter, onnxruntime."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return lambda images: dict(zip(names, session.run(names, {"images": np.asarray(images)})))
+    if path.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(str(path)).get_signature_runner()
+        return lambda images: runner(images=np.asarray(images))
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return lambda images: {k: v.numpy() for k, v in signature(images=tf.constant(images)).items()}
+
+
+def serving_inputs(recipe, task, split: str, limit: int, truths: list | None = None) -> list:
+    """Up to `limit` serving inputs (unbatched uint8 NumPy) of one split of the recipe's data;
+    their truths appended to `truths` when given (`Task.serving_example`)."""
+    from zoo.data import load_split
+
+    if recipe.data.name == "-":  # a pretrained model without a recipe (Keras Applications)
+        raise ZooError(f"{recipe.model.name}: no dataset to calibrate or evaluate on; export a run "
+                       "directory or a model with a recipe")
+    dataset = load_split(recipe, task, split).dataset.take(limit)
+    inputs = []
+    for x, truth in dataset.map(lambda ex: task.serving_example(ex, recipe)).as_numpy_iterator():
+        inputs.append(x)
+        if truths is not None:
+            truths.append(truth)
+    return inputs
+
+
+def evaluate_exported(run, recipe, task, info, limit: int) -> dict:
+    """The task's metrics of a serving function (`load_exported`, or a Keras serving graph's
+    `predict_on_batch`) on the first `limit` examples of the eval split, one at a time."""
+    truths = []
+    inputs = serving_inputs(recipe, task, recipe.data.eval_split, limit, truths)
+    outputs = [{k: np.asarray(v) for k, v in run(x[None]).items()} for x in inputs]
+    return task.serving_metrics(outputs, truths, info)
+
+
+def sample_inputs(exported: Exported, limit: int = 8) -> list:
+    """Inputs to compare an export with its Keras model on: eval-split examples where the
+    recipe's data can be read, else seeded random images (clips) at the model's input size."""
+    try:
+        return serving_inputs(exported.recipe, exported.task, exported.recipe.data.eval_split, limit)
+    except ZooError:
+        shape = [*exported.serving.input_shape[1:-3], *exported.recipe.data.image_size, 3]
+        return list(np.random.default_rng(0).integers(0, 256, (limit, *shape), dtype=np.uint8))
+
+
+def differences(exported: Exported, run, inputs) -> dict:
+    """The largest `Task.serving_differences` of Keras and the export over `inputs`, one at a time."""
+    worst = {}
+    for x in inputs:
+        gaps = exported.task.serving_differences(exported.serving.predict_on_batch(x[None]), run(x[None]))
+        for name, gap in gaps.items():
+            worst[name] = max(worst.get(name, 0), gap)
+    return worst
+
+
+def latency(run, images, warmup: int = 3, runs: int = 20) -> float:
+    """Median seconds per image of `run(images)` (a batch), after `warmup` calls."""
+    for _ in range(warmup):
+        run(images)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run(images)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / len(images)

@@ -1,0 +1,57 @@
+"""Layers of the serving graphs `zoo export` writes: raw uint8 images of any size in, the task's
+answer out (`Task.serving_model`). Inference code, not model code: TensorFlow image ops, traced
+into the exported graph with the model, so they need no zoo at run time.
+"""
+from __future__ import annotations
+
+import keras
+
+from zoo.data.augment import center_crop_resize
+from zoo.lazy import tf
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class EvalView(keras.layers.Layer):
+    """uint8 images (B, H, W, 3) or clips (B, T, H, W, 3), any H and W -> float32 at `size`:
+    the evaluation view of `prepare` (the central `crop` of the shorter side, bilinear resize)."""
+
+    def __init__(self, size, crop: float = 1.0, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.size = [int(s) for s in size]
+        self.crop = float(crop)
+
+    def call(self, images):
+        images = tf.cast(images, tf.float32)
+        shape = tf.shape(images)
+        frames = tf.reshape(images, tf.concat([[-1], shape[-3:]], 0))  # clips: frames as a batch
+        frames = center_crop_resize(frames, self.size, self.crop)
+        out = tf.reshape(frames, tf.concat([shape[:-3], [*self.size, 3]], 0))
+        out.set_shape([*images.shape[:-3], *self.size, 3])
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-3], *self.size, 3)
+
+    def get_config(self):
+        config = {**super().get_config(), "size": self.size, "crop": self.crop}
+        config.pop("dtype", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ResizedClassMap(keras.layers.Layer):
+    """[probabilities (B, h, w, C), images (B, H, W, 3)] -> class ids (B, H, W) int32: the
+    probabilities resized bilinearly to the images' size, then the most probable class."""
+
+    def call(self, probabilities, images):
+        resized = tf.image.resize(tf.cast(probabilities, tf.float32), tf.shape(images)[1:3])
+        return tf.argmax(resized, axis=-1, output_type=tf.int32)
+
+    def compute_output_spec(self, probabilities, images):
+        return keras.KerasTensor(images.shape[:3], "int32")
+
+
+def image_input(frames: int | None = None):
+    """The serving input: `images`, uint8 (B, H, W, 3), or (B, frames, H, W, 3) for clips."""
+    shape = (None, None, 3) if frames is None else (frames, None, None, 3)
+    return keras.Input(shape, dtype="uint8", name="images")
