@@ -225,11 +225,13 @@ def test_detection_predict_agnostic_nms_option(capsys, tmp_path, monkeypatch):
     --no-agnostic-nms; predictions.json has every detection either way."""
     from zoo.tasks.detection import evaluation
 
-    def fake_detections(found, index, height, width, size):  # yxyx original pixels
-        return (np.array([[10, 10, 50, 50], [11, 12, 50, 52], [60, 5, 90, 40]], np.float32),
-                np.array([0.9, 0.8, 0.7], np.float32), np.array([0, 1, 2], np.int32))
+    class FakeServing:  # the serving graph's answer: [x0, y0, x1, y1] original pixels
+        def predict_on_batch(self, images):
+            return {"boxes": np.array([[[10, 10, 50, 50], [12, 11, 52, 50], [5, 60, 40, 90]]], np.float32),
+                    "scores": np.array([[0.9, 0.8, 0.7]], np.float32),
+                    "classes": np.array([[0, 1, 2]], np.int32), "num_detections": np.array([3], np.int32)}
 
-    monkeypatch.setattr(evaluation, "image_detections", fake_detections)
+    monkeypatch.setattr(evaluation, "serving_detector", lambda model: FakeServing())
     path = save_image(tmp_path / "a.png", np.full((100, 120, 3), 90))
     for flag, labels in [(None, ["circle", "triangle"]), ("--no-agnostic-nms", ["circle", "square", "triangle"]),
                          ("--agnostic-nms", ["circle", "triangle"])]:
