@@ -169,7 +169,7 @@ def test_export_cli_writes_runs_and_benchmarks_an_onnx_file(tmp_path, capsys):
     gap = float(lines[1].rsplit(" ", 1)[1])
     assert lines[1].startswith("largest |Keras - export| over 8 inputs: probabilities") and gap < 1e-4
     assert [line.split(":")[0].strip() for line in lines[3:]] == ["batch 1", "batch 4"]
-    metadata = json.loads((tmp_path / "digits_cnn.json").read_text())
+    metadata = json.loads((tmp_path / "digits_cnn.onnx.json").read_text())
     assert metadata["class_names"] == [str(i) for i in range(10)]
     assert metadata["outputs"] == {"probabilities": {"dtype": "float32", "shape": [None, 10]}}
     import onnxruntime
@@ -231,4 +231,4 @@ def test_a_failed_export_leaves_the_previous_one_whole(monkeypatch, tmp_path, ca
     with pytest.raises(KeyboardInterrupt):
         ex.export("digits_cnn.digits", "onnx", output_dir=tmp_path)
     assert (tmp_path / "digits_cnn.onnx").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_cnn.json", "digits_cnn.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_cnn.onnx", "digits_cnn.onnx.json"]

@@ -45,7 +45,7 @@ NEEDS = {"litert": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnxruntime", "onnx
 @dataclass
 class Exported:
     path: Path  # the exported file (SavedModel: directory)
-    metadata: Path  # `<stem>.json` beside it
+    metadata: Path  # `<file name>.json` beside it
     serving: "keras.Model"  # the Keras serving graph that was exported
     recipe: object
     info: object
@@ -71,9 +71,10 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
            calibration_examples: int = CALIBRATION_EXAMPLES) -> Exported:
     """Export a run directory, a `.keras` file or a pretrained name (as `zoo predict` takes
     them) to `<output_dir>/<model name>[_<dtype>]<suffix>` (default output_dir: the run's
-    `export/`, else `./export/`), with `<stem>.json` beside it: what the file takes and
+    `export/`, else `./export/`), with `<file name>.json` beside it: what the file takes and
     returns, and the class names. The file is written under a temporary name and renamed."""
     from zoo.predict import load_run
+    from zoo.run_dir import write_atomic
     from zoo.tasks import get_task
 
     check_format(format, dtype)
@@ -87,6 +88,7 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
     out.mkdir(parents=True, exist_ok=True)
     stem = model.name if dtype == "float32" else f"{model.name}_{dtype}"
     path = out / f"{stem}{FORMATS[format]}"
+
     def calibration():
         return serving_inputs(recipe, task, recipe.data.train_split, calibration_examples)
 
@@ -102,8 +104,8 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
                             for name, t in serving.output.items()},
                 "class_names": list(info.class_names), **info.extras,
                 "versions": _versions()}
-    metadata_path = out / f"{stem}.json"
-    metadata_path.write_text(json.dumps(metadata, indent=1))
+    metadata_path = path.with_name(f"{path.name}.json")  # one per format and dtype
+    write_atomic(metadata_path, json.dumps(metadata, indent=1))
     return Exported(path, metadata_path, serving, recipe, info, task)
 
 
