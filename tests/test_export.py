@@ -232,3 +232,18 @@ def test_a_failed_export_leaves_the_previous_one_whole(monkeypatch, tmp_path, ca
         ex.export("digits_cnn.digits", "onnx", output_dir=tmp_path)
     assert (tmp_path / "digits_cnn.onnx").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_cnn.onnx", "digits_cnn.onnx.json"]
+
+
+def test_a_run_directory_exports_into_its_own_export_folder(tmp_path, capsys):
+    """The README's chain: a trained run -> `<run>/export/`, here as LiteRT (batch 1 only, so
+    `--benchmark` times batch 1 alone), the metadata carrying the run's class names."""
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "digits_cnn", "train.epochs=1", "train.verbose=0", "--output", run)[0] == 0
+    code, out, err = run_cli(capsys, "export", run, "--format", "litert", "--benchmark")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"exported {run} (classification, float32) to {run / 'export' / 'digits_cnn.tflite'}"
+    assert [line.split(":")[0].strip() for line in lines[3:]] == ["batch 1"]
+    metadata = json.loads((run / "export" / "digits_cnn.tflite.json").read_text())
+    assert metadata["class_names"] == json.loads((run / "dataset.json").read_text())["class_names"]
+    assert metadata["inputs"]["images"]["shape"] == [1, None, None, 3]
