@@ -15,7 +15,7 @@ from PIL import Image
 
 import zoo
 from zoo.data import load_split
-from zoo.data.tfrecord import parser, shard_name
+from zoo.data.tfrecord import parsed_records, parser, shard_name
 from zoo.errors import DataError
 from zoo.tasks import get_task
 
@@ -98,7 +98,12 @@ def test_classification_folder_round_trip(tmp_path, capsys):
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / "photo.jpg")
     overrides = ["data.source=folder", f"data.path={tmp_path / 'images'}"]
     convert(capsys, "digits_cnn", tmp_path / "tfr", *overrides, "--shards", "2")
-    assert json.loads((tmp_path / "tfr" / "test.json").read_text())["class_names"] == ["ant", "bee", "cat"]
+    meta = json.loads((tmp_path / "tfr" / "test.json").read_text())
+    assert meta["class_names"] == ["ant", "bee", "cat"]
+    assert meta["features"]["image"] == {"encoding": "image", "dtype": "uint8", "shape": [None, None, 3]}
+    stored = {bytes(tf.train.Example.FromString(record).features.feature["image"].bytes_list.value[0])
+              for record in tf.data.TFRecordDataset(sorted(map(str, (tmp_path / "tfr").glob("test-*")))).as_numpy_iterator()}
+    assert stored == {path.read_bytes() for path in (tmp_path / "images" / "test").glob("*/*")}  # the files as they are
     assert_round_trip("digits_cnn", overrides, tmp_path / "tfr")
 
 
@@ -183,10 +188,11 @@ def test_each_worker_reads_its_own_shards(tmp_path, capsys, monkeypatch):
     convert(capsys, "shapes_resnet20", folder, *SYNTHETIC, "--shards", "4")
     recipe = zoo.load_recipe("shapes_resnet20", ["data.source=tfrecord", f"data.path={folder}"])
     split = load_split(recipe, get_task("classification"), "train")
-    parse = parser(json.loads((folder / "train.json").read_text())["features"])
+    parse, decode = parser(json.loads((folder / "train.json").read_text())["features"])
     for worker in range(2):
         shards = [str(folder / shard_name("train", k, 4)) for k in (worker, worker + 2)]
-        assert keys(_AutoShardDataset(split.dataset, 2, worker, 2)) == keys(tf.data.TFRecordDataset(shards).map(parse))
+        own = parsed_records(tf.data.TFRecordDataset(shards), parse).map(decode)
+        assert keys(_AutoShardDataset(split.dataset, 2, worker, 2)) == keys(own)
 
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": [f"w{i}:1" for i in range(8)]},
                                                 "task": {"type": "worker", "index": 0}}))
@@ -264,3 +270,18 @@ def test_an_output_that_cannot_be_created_is_one_line_with_status_2(tmp_path, ca
     code, _, err = run_cli(capsys, "convert", "digits_cnn", "--output", tmp_path / "file" / "tfr")
     assert code == 2 and err.startswith(f"zoo: error: --output {tmp_path}/file/tfr: cannot create it")
     assert len(err.splitlines()) == 1
+
+
+def test_a_corrupt_file_in_a_folder_is_named_and_nothing_is_written(tmp_path, capsys):
+    """Class folders are stored as their files' bytes: each file must still decode first."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("ant", "bee"):
+            for i in range(4):
+                write_png(tmp_path / "images" / split / name / f"{i}.png", rng.integers(0, 255, (8, 8, 3), np.uint8))
+    bad = tmp_path / "images" / "train" / "bee" / "2.png"
+    bad.write_bytes(b"\x89PNG not really")
+    code, _, err = run_cli(capsys, "convert", "digits_cnn", "data.source=folder", f"data.path={tmp_path / 'images'}",
+                           "--output", tmp_path / "tfr")
+    assert code == 2 and err.startswith(f"zoo: error: corrupt image file: {bad}") and len(err.splitlines()) == 1, err
+    assert list((tmp_path / "tfr").iterdir()) == []

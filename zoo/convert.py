@@ -2,7 +2,8 @@
 
 Each split is opened with `zoo.data.load_split`, exactly as training opens it (the eval split's
 classes mapped onto the training split's), and its canonical examples are written to
-`--shards` files of consecutive examples. A split whose source lists files (folder, coco, clip
+`--shards` files of consecutive examples; images a source reads from files (`Split.read`) are
+stored as the files' own bytes, once they decode. A split whose source lists files (folder, coco, clip
 folders) is written in a seeded random order, as training would shuffle its file list, so every
 shard holds a sample of every class; TFDS, synthetic and digits examples keep their order.
 
@@ -22,8 +23,8 @@ import keras
 import tensorflow as tf
 
 from zoo.data import Split, load_split
-from zoo.data.tfrecord import (encode_images, feature_layout, meta_name, png_encodings, serialize,
-                               shard_name, split_shards)
+from zoo.data.tfrecord import (encode_images, feature_layout, image_encodings, meta_name, serialize, shard_name,
+                               split_shards)
 from zoo.errors import DataError, ZooError
 from zoo.pipeline import data_errors
 from zoo.recipe import Recipe, load_recipe
@@ -61,9 +62,14 @@ def write_split(split: Split, name: str, task: str, output: str, shards: int | N
     if not total:
         raise DataError(f"split {name!r} has no examples to convert")
     shards = shards or math.ceil(total / EXAMPLES_PER_SHARD)
-    records = split.records if split.decode is None else split.records.shuffle(total, seed=seed)
-    examples = split.decoded(records)
-    encodings = png_encodings(examples.element_spec)
+    records = split.shuffled(seed, total) if split.listed else split.records  # a listing is class by class
+    spec = split.decoded(records).element_spec
+    if split.read is None:
+        examples, files = split.decoded(records), ()
+    else:  # images kept as their files' bytes
+        examples = records.map(split.read, num_parallel_calls=tf.data.AUTOTUNE)
+        files = [key for key, s in examples.element_spec.items() if s.dtype == tf.string and spec[key].dtype == tf.uint8]
+    encodings = image_encodings(spec, files)
     encoded = examples.map(lambda ex: encode_images(ex, encodings), num_parallel_calls=tf.data.AUTOTUNE)
     paths = [os.path.join(output, shard_name(name, k, shards)) for k in range(shards)]
     meta_path = os.path.join(output, meta_name(name))
@@ -72,7 +78,7 @@ def write_split(split: Split, name: str, task: str, output: str, shards: int | N
     start, done = time.perf_counter(), 0
     try:
         with data_errors(split):
-            layout = feature_layout(examples.element_spec, next(encoded.take(1).as_numpy_iterator()))
+            layout = feature_layout(spec, next(encoded.take(1).as_numpy_iterator()), files)
             serialized = (serialize(example, layout) for example in encoded.as_numpy_iterator())
             for k, path in enumerate(paths):
                 size = None if k == shards - 1 else (k + 1) * total // shards - k * total // shards

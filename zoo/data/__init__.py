@@ -29,16 +29,24 @@ class DatasetInfo:
     extras: dict = field(default_factory=dict)  # task-specific, e.g. category id maps
 
 
+PERMUTATION_CHUNK = 1024
+
+
 @dataclass
 class Split:
     """One split of a source: `records` are what the source lists (file paths and labels for the
-    folder sources, cheap to shuffle in full), `decode` turns a record into a canonical example
-    (None: the records are the examples)."""
+    folder sources, cheap to hold and permute in full) or streams (serialized TFRecord examples:
+    `stream`), `decode` turns a record into a canonical example (None: the records are the
+    examples). `read`, where a source has it, is `decode` with each image read from a file left
+    as the file's bytes (`decode_image` decodes them to the same pixels): `zoo convert` stores
+    those rather than re-encoding."""
 
     records: tf.data.Dataset
     info: DatasetInfo
     diagnose: Callable[[Exception], None] | None = None  # raises a DataError naming a bad file
     decode: Callable | None = None
+    stream: bool = False
+    read: Callable | None = None
 
     @property
     def dataset(self) -> tf.data.Dataset:
@@ -49,6 +57,30 @@ class Split:
         if self.decode is None:
             return records
         return records.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    @property
+    def listed(self) -> bool:
+        """The records are a listing held in memory, decoded one by one (not a stream)."""
+        return self.decode is not None and not self.stream and bool(self.info.num_examples)
+
+    def shuffled(self, seed: int, buffer: int) -> tf.data.Dataset:
+        """The records in a fresh order each iteration (epoch). A listing is permuted in full:
+        sources list files class by class, so a buffer alone would see a few classes at a time.
+        The permutation is of indices, so its memory is 8 bytes per record. A stream goes through
+        a shuffle buffer of `buffer` records."""
+        if not self.listed:
+            return self.records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        size = self.info.num_examples
+        columns = self.records.batch(size).get_single_element()
+
+        def permutation(key):
+            order = tf.random.experimental.stateless_shuffle(tf.range(size, dtype=tf.int64), seed=[key, seed])
+            return tf.data.Dataset.from_tensor_slices(order)
+
+        keys = tf.data.Dataset.random(seed, rerandomize_each_iteration=True).take(1)
+        chunks = keys.flat_map(permutation).batch(PERMUTATION_CHUNK)  # gathered a chunk at a time
+        return chunks.map(lambda i: tf.nest.map_structure(lambda column: tf.gather(column, i), columns),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
 
 
 def load_split(recipe, task, split: str, truth: DatasetInfo | None = None) -> Split:

@@ -10,6 +10,8 @@ Under `data.path` (a local folder or any filesystem TensorFlow opens, e.g. gs://
 replaced by "_" (`train[:10%]` -> `train__10__`). Each key of the canonical example is one feature
 of the same name, its encoding chosen by the key's dtype and rank (docs/tfrecord.md, a table per task):
 
+  image       uint8 (H, W, 3) image read from a file: the file's own bytes (JPEG, PNG, ...), as
+              `tf.io.decode_image` decodes them, from a source that offers them (`Split.read`)
   png         uint8 (H, W, C) image or (H, W) mask: one lossless PNG
   png_frames  uint8 (T, H, W, C) video: T PNGs
   int64_list  integers and booleans, flattened (label, labels, crowd)
@@ -34,6 +36,7 @@ from zoo.lazy import tf
 SHARD = re.compile(r"(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.tfrecord")
 META_KEYS = ("task", "num_classes", "class_names", "extras", "num_examples", "shards", "features")
 CYCLE_LENGTH = 16  # shards read at once
+PARSE_BATCH = 256  # serialized examples parsed together
 
 
 def file_stem(split: str) -> str:
@@ -57,16 +60,17 @@ def split_shards(root: str, split: str) -> list[str]:
 # ---------------------------------------------------------------- layout
 
 
-def png_encodings(spec: dict) -> dict:
-    """{key: "png" | "png_frames"} for the image-like keys of an element_spec."""
-    return {key: "png_frames" if s.shape.rank == 4 else "png"
+def image_encodings(spec: dict, files=()) -> dict:
+    """{key: "image" | "png" | "png_frames"} for the image-like keys of an element_spec; `files`:
+    the keys that hold their image file's bytes (encoding "image")."""
+    return {key: "image" if key in files else "png_frames" if s.shape.rank == 4 else "png"
             for key, s in spec.items() if s.dtype == tf.uint8 and s.shape.rank in (2, 3, 4)}
 
 
-def feature_layout(spec: dict, first: dict) -> dict:
+def feature_layout(spec: dict, first: dict, files=()) -> dict:
     """{key: {"encoding", "dtype", "shape"}} of canonical examples with element_spec `spec`;
     `first` (one example as NumPy) gives the fixed inner sizes of list features (boxes: 4)."""
-    images = png_encodings(spec)
+    images = image_encodings(spec, files)
     layout = {}
     for key, s in spec.items():
         if key in images:
@@ -82,12 +86,21 @@ def feature_layout(spec: dict, first: dict) -> dict:
     return layout
 
 
+def decode_file_image(data):
+    """An image file's bytes -> uint8 RGB, as the file sources decode them (zoo.data.decode_image)."""
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
 def encode_images(example: dict, encodings: dict) -> dict:
-    """PNG-encode the image-like keys of a canonical example (inside tf.data)."""
+    """PNG-encode the image-like keys of a canonical example (inside tf.data); a file's bytes
+    ("image") are kept once they decode."""
     out = dict(example)
     for key, encoding in encodings.items():
         value = example[key]
-        if encoding == "png_frames":
+        if encoding == "image":  # decoded to check it (an Assert is kept where an unused decode is pruned)
+            with tf.control_dependencies([tf.debugging.assert_non_negative(tf.size(decode_file_image(value)))]):
+                out[key] = tf.identity(value)
+        elif encoding == "png_frames":
             out[key] = tf.map_fn(tf.io.encode_png, value, fn_output_signature=tf.string)
         else:
             out[key] = tf.io.encode_png(value[..., None] if value.shape.rank == 2 else value)
@@ -99,7 +112,7 @@ def serialize(example: dict, layout: dict) -> bytes:
     train = tf.train
 
     def feature(value, encoding):
-        if encoding == "png":
+        if encoding in ("png", "image"):
             return train.Feature(bytes_list=train.BytesList(value=[value]))
         if encoding == "png_frames":
             return train.Feature(bytes_list=train.BytesList(value=list(value)))
@@ -112,13 +125,25 @@ def serialize(example: dict, layout: dict) -> bytes:
 
 
 def parser(layout: dict):
-    """serialized tf.train.Example -> canonical example, for `layout` (inside tf.data)."""
-    kinds = {"png": tf.string, "png_frames": tf.string, "int64_list": tf.int64, "float_list": tf.float32}
-    features = {key: tf.io.FixedLenFeature([], tf.string) if f["encoding"] == "png"
-                else tf.io.RaggedFeature(kinds[f["encoding"]]) for key, f in layout.items()}
+    """(parse, decode) for `layout`, inside tf.data: `parse` turns a batch of serialized
+    tf.train.Examples into their features (images still encoded), `decode` one example's
+    features into the canonical example."""
+    kinds = {"png": tf.string, "image": tf.string, "png_frames": tf.string, "int64_list": tf.int64,
+             "float_list": tf.float32}
 
-    def decode(value, encoding, dtype, shape):
-        if encoding == "png":
+    def feature(f):
+        if f["encoding"] in ("png", "image"):
+            return tf.io.FixedLenFeature([], tf.string)
+        if f["encoding"] != "png_frames" and None not in f["shape"]:  # a list of fixed size
+            return tf.io.FixedLenFeature(f["shape"], kinds[f["encoding"]])
+        return tf.io.RaggedFeature(kinds[f["encoding"]])
+
+    features = {key: feature(f) for key, f in layout.items()}
+
+    def decode_value(value, encoding, dtype, shape):
+        if encoding == "image":
+            value = decode_file_image(value)
+        elif encoding == "png":
             image = tf.io.decode_png(value, channels=1 if len(shape) == 2 else 0)
             value = image[..., 0] if len(shape) == 2 else image
         elif encoding == "png_frames":
@@ -128,11 +153,18 @@ def parser(layout: dict):
         value.set_shape(shape)
         return value
 
-    def parse(record):
-        parsed = tf.io.parse_single_example(record, features)
-        return {key: decode(parsed[key], f["encoding"], f["dtype"], f["shape"]) for key, f in layout.items()}
+    def parse(serialized):
+        return tf.io.parse_example(serialized, features)
 
-    return parse
+    def decode(parsed):
+        return {key: decode_value(parsed[key], f["encoding"], f["dtype"], f["shape"]) for key, f in layout.items()}
+
+    return parse, decode
+
+
+def parsed_records(serialized: tf.data.Dataset, parse) -> tf.data.Dataset:
+    """Serialized examples -> their features, parsed a batch at a time (vectorized)."""
+    return serialized.batch(PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
 # ---------------------------------------------------------------- the source
@@ -181,13 +213,13 @@ def sharding_options(shards: int):
     return options
 
 
-def shard_diagnosis(shards: list[str], parse):
+def shard_diagnosis(shards: list[str], parse, decode):
     """A `Split.diagnose` naming the shard that fails to read or parse."""
 
     def diagnose(error):
         for shard in shards:
             try:
-                for _ in tf.data.TFRecordDataset(shard).map(parse):
+                for _ in parsed_records(tf.data.TFRecordDataset(shard), parse).map(decode):
                     pass
             except tf.errors.OpError as err:  # the message without TensorFlow's op and function names
                 reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", err.message.splitlines()[0])
@@ -216,11 +248,11 @@ def load_tfrecord(data, task, split: str, truth=None) -> Split:
     if missing:
         raise DataError(f"TFRecord shard not found: {missing[0]} ({len(missing)} of {len(shards)} missing; "
                         f"listed by {where})")
-    parse = parser(meta["features"])
-    records = tf.data.Dataset.from_tensor_slices(shards).interleave(
+    parse, decode = parser(meta["features"])
+    serialized = tf.data.Dataset.from_tensor_slices(shards).interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(shards), CYCLE_LENGTH),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    examples = records.apply(tf.data.experimental.assert_cardinality(meta["num_examples"]))
-    examples = examples.map(parse, num_parallel_calls=tf.data.AUTOTUNE).with_options(sharding_options(len(shards)))
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).with_options(sharding_options(len(shards)))
+    records = parsed_records(serialized, parse).apply(tf.data.experimental.assert_cardinality(meta["num_examples"]))
     info = DatasetInfo(meta["num_classes"], names, meta["num_examples"], meta["extras"])
-    return Split(examples, info, shard_diagnosis(shards, parse))
+    # Records are parsed features, images still encoded: training shuffles these, then decodes.
+    return Split(records, info, shard_diagnosis(shards, parse, decode), decode=decode, stream=True)

@@ -136,27 +136,29 @@ class Task:
         return dataset.batch(batch_size, drop_remainder=training)
 
     def make_dataset(self, split: Split, recipe, training: bool, cache: bool):
-        """Batched (inputs, targets). Training order is a fresh permutation of the whole split
-        every epoch, seeded by runtime.seed: sources list files class by class, so a buffer of
-        decoded examples alone would see a few classes at a time."""
-        seed, size = recipe.runtime.seed, split.info.num_examples
+        """Batched (inputs, targets). Training order is fresh every epoch, seeded by
+        runtime.seed: a cached split and a listing of files are permuted in full
+        (`Split.shuffled`), a stream goes through `data.shuffle_buffer` records. Uncached, each
+        record is decoded and prepared in one map."""
+        seed, buffer = recipe.runtime.seed, recipe.data.shuffle_buffer
+
+        def prepare(example):
+            return self.prepare(example, recipe, split.info, training)
+
         if cache:
-            dataset = split.dataset.cache()
+            records, decode = split.dataset.cache(), None
             if training:  # the buffer holds references to the cached tensors, not copies
-                dataset = dataset.shuffle(size or recipe.data.shuffle_buffer, seed=seed,
+                records = records.shuffle(split.info.num_examples or buffer, seed=seed,
                                           reshuffle_each_iteration=True)
-        elif training:
-            records = split.records
-            if split.decode is not None and size:  # file paths: cheap to shuffle in full
-                records = records.shuffle(size, seed=seed, reshuffle_each_iteration=True)
-            dataset = split.decoded(records).shuffle(recipe.data.shuffle_buffer, seed=seed + 1,
-                                                     reshuffle_each_iteration=True)
         else:
-            dataset = split.dataset
+            records = split.shuffled(seed, buffer) if training else split.records
+            decode = split.decode
         if training and recipe.train.steps_per_epoch:
-            dataset = dataset.repeat()
-        dataset = dataset.map(lambda ex: self.prepare(ex, recipe, split.info, training),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+            records = records.repeat()
+        if decode is None:
+            dataset = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            dataset = records.map(lambda *record: prepare(decode(*record)), num_parallel_calls=tf.data.AUTOTUNE)
         dataset = self.batch(dataset, recipe.data.batch_size, training)
         return dataset.prefetch(tf.data.AUTOTUNE)
 

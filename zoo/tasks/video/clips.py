@@ -1,6 +1,7 @@
 """Video clips: frame sampling, spatial augmentation per clip, clip folders and video files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,9 @@ def frame_files(clip: Path) -> list[str]:
     return sorted(str(p) for p in clip.iterdir() if is_image_file(p))
 
 
-def is_clip(path: Path) -> bool:
-    return path.is_dir() or (path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS)
+def is_clip(path) -> bool:
+    """A Path or an os.DirEntry that is a clip: a folder of frames or a video file."""
+    return path.is_dir() or (os.path.splitext(path.name)[1].lower() in VIDEO_EXTENSIONS and path.is_file())
 
 
 def read_clip(path) -> np.ndarray:
