@@ -10,23 +10,26 @@ line); the plain side is float32 arrays -> shuffle -> batch -> `model.fit`, no c
 Timing, the same on both sides: Keras' `CallbackList` is wrapped in this process (zoo code is
 unchanged), so an epoch is the full cycle from one `on_epoch_begin` to the next (the last
 one: to `fit` returning), every end-of-epoch callback included. The first epoch of each run
-(tracing, cache fill) is left out; a run's number is the median over its other epochs of:
-  full    the whole cycle;
-  steady  the cycle without its first step (on this VM a fresh tf.data iterator at an epoch's
-          start can stall the first step by 0-10 s with the CPUs idle, on either side);
-  cpu     this process's CPU-seconds in the cycle (hardly moved by other processes' load).
+(tracing, cache fill) is left out. A run's typical epoch: per piece of an epoch (the turns
+below, then the end-of-epoch work) the median over its other epochs, summed, so a stall in
+one epoch drops out and what every epoch does stays in. Reported per run:
+  full    images/s of the typical epoch;
+  steady  the same without its first step: on this VM the first step of an epoch can stall
+          0-10 s with the CPUs idle (making the epoch's fresh tf.data iterator; an iterator
+          kept across epochs never stalls), on whichever side starts an epoch first, alike;
+  cpu     this process's CPU-seconds in the typical epoch (hardly moved by other processes).
 Alongside: the first step's seconds per side, the share of the CPUs that other processes
-used (/proc/stat), the active seconds of each whole `fit`.
+used meanwhile (/proc/stat), and the active seconds of each whole `fit`.
 
 Design: `--pairs` pairs of runs, one run of each side per pair, the side that goes first
-alternating from pair to pair (ABBA...), so a linear drift in machine load cancels. With
-`--interleave epoch` (default) the two runs of a pair take turns epoch by epoch (each in its
-own thread; exactly one runs at a time, the other waits at its next epoch start), so both
-sides of a pair see the same machine within seconds; `--interleave run`: one run after the
-other. Per pair, the ratio zoo/plain of images/second; over pairs: median, geometric mean,
-min-max and 95% confidence intervals (bootstrap over pairs, and Student's t) of the
-geometric mean; a verdict against `--budget` (3%). `--sides plain,plain` (an A/A run)
-measures the method's own bias and resolution.
+alternating from pair to pair (ABBA...), so a linear drift cancels. Both runs of a pair run
+in this process, each in its own thread, exactly one at a time: with `--interleave steps`
+(default) they take turns every `--slice` steps and at every epoch start, so both sides see
+the same machine within seconds (this VM's speed drifts by 20% on that scale); `epoch`:
+turns at epoch starts only; `run`: one run after the other. Per pair, the ratio zoo/plain of
+images/s; over pairs: median, geometric mean, min-max and 95% confidence intervals
+(bootstrap over pairs, and Student's t) of the geometric mean; a verdict against `--budget`
+(3%). `--sides plain,plain` (an A/A run) measures the method's own bias and resolution.
 
     python benchmarks/train_overhead.py [--pairs 8] [--epochs 4] [--examples 4096] [--model resnet20]
 """
