@@ -178,6 +178,24 @@ def test_train_from_tfrecord_through_the_cli(tmp_path, capsys, digits_tfrecord):
     assert metrics["num_examples"] == 360 and metrics["accuracy"] > 0.8, metrics  # chance: 0.1
 
 
+def test_an_uncached_stream_is_shuffled_encoded_then_decoded_in_one_map(digits_tfrecord):
+    """Too large to cache: parsed, still-encoded examples go through a buffer smaller than the
+    split, are decoded and prepared in one map, and every epoch holds every example once, in a
+    new order."""
+    recipe = zoo.load_recipe("digits_cnn", ["data.source=tfrecord", f"data.path={digits_tfrecord}",
+                                            "data.shuffle_buffer=64", "data.batch_size=1"])
+    task = get_task("classification")
+    split = load_split(recipe, task, "train")
+    assert split.stream and split.records.element_spec["image"].dtype == tf.string  # encoded until the map
+    dataset = task.make_dataset(split, recipe, True, cache=False)
+    epochs = [[(x.numpy().tobytes(), int(y[0])) for x, y in dataset] for _ in range(2)]
+    expected = sorted((image.astype("float32").tobytes(), int(label)) for image, label in
+                      ((ex["image"], ex["label"]) for ex in load_split(zoo.load_recipe("digits_cnn"), task, "train")
+                       .dataset.as_numpy_iterator()))
+    assert len(epochs[0]) == split.info.num_examples == 1437
+    assert sorted(epochs[0]) == sorted(epochs[1]) == expected and epochs[0] != epochs[1]
+
+
 def test_each_worker_reads_its_own_shards(tmp_path, capsys, monkeypatch):
     """A multi-worker strategy's auto-shard rewrite (applied here directly, as the strategy
     applies it): worker k of 2 reads shards k and k + 2, whole; with fewer shards than
