@@ -66,7 +66,7 @@ for _ in tf.data.Dataset.from_tensor_slices((["a", "b"], [0, 1])).shuffle(2, see
 out = {"zoo": os.path.dirname(zoo.data.__file__), "peak_reset": reset_peak()}
 base = status("VmRSS")
 start = time.perf_counter()
-split = load_folder(SimpleNamespace(path=root, skip_corrupt=False), None, "train")
+split = load_folder(SimpleNamespace(path=root, skip_corrupt=False, max_pixels=zoo.data.MAX_PIXELS), None, "train")
 out["listing_s"] = time.perf_counter() - start
 out["listing_peak_mb"] = peak() - base
 out["listing_held_mb"] = status("VmRSS") - base

@@ -153,7 +153,7 @@ def test_predict_yields_each_input_before_reading_the_next(tmp_path, digits_run,
     paths = write_images(tmp_path, ["a.png", "b.png", "c.png"])
     task, read = get_task("classification"), []
     original = task.read_input
-    monkeypatch.setattr(task, "read_input", lambda path: read.append(path) or original(path))
+    monkeypatch.setattr(task, "read_input", lambda path, *limit: read.append(path) or original(path, *limit))
     predictions = iter_predict(digits_run, paths)
     first = next(predictions)
     assert first["input"] == paths[0] and len(first["top_k"]) == 5 and read == paths[:1]

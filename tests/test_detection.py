@@ -313,11 +313,12 @@ def test_shapes_training_learns(tmp_path):
     image = generate("shapes_detection", 0, 5, (64, 64))["image"]
     path = str(tmp_path / "shapes.png")
     Image.fromarray(image).resize((128, 96)).save(path)
-    from zoo.predict import load_run
+    from zoo.predict import OutputFiles, load_run
 
     model, saved, info, _ = load_run(run.output_dir)
     task = get_task("detection")
-    first, last = task.predict(model, [(path, read_image(path))], info, saved, tmp_path / "pred")
+    first, last = task.predict(model, [(path, read_image(path))], info, saved,
+                               OutputFiles(tmp_path / "pred", [path]))
     picture = tmp_path / "pred" / "shapes_detections.png"
     assert first["input"] == path and first["picture"] == str(picture) and first["threshold"] == 0.3
     assert Image.open(picture).size == (128, 96)

@@ -9,7 +9,7 @@ from PIL import Image
 import zoo
 from conftest import history_rows, tiny
 from zoo.errors import DataError, ZooError
-from zoo.pipeline import EpochSummary
+from zoo.fit_callbacks import EpochSummary
 
 
 

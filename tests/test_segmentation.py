@@ -13,6 +13,7 @@ from zoo.config import AugmentConfig
 from zoo.data import DatasetInfo, class_color, load_split, read_image
 from zoo.data.augment import augment_image_and_mask
 from zoo.errors import DataError, ZooError
+from zoo.predict import OutputFiles
 from zoo.tasks import get_task
 from zoo.tasks.segmentation.drawing import class_colors, mask_image, render_overlay
 from zoo.tasks.segmentation.losses import SegmentationLoss
@@ -420,8 +421,10 @@ def test_train_shapes_quickstart_short(tmp_path):
     picture = tmp_path / "input.png"
     Image.fromarray(rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)).save(picture)
     info = DatasetInfo(4, ["background", "circle", "square", "triangle"])
-    [prediction] = TASK.predict(loaded, [(str(picture), read_image(picture))], info, recipe,
-                                tmp_path / "predictions")
+    from zoo.serving import float32_model  # as `zoo predict` runs a model, whatever precision trained it
+
+    [prediction] = TASK.predict(float32_model(loaded), [(str(picture), read_image(picture))], info, recipe,
+                                OutputFiles(tmp_path / "predictions", [str(picture)]))
     assert set(prediction) == {"input", "classes", "mask", "picture"}
     assert prediction["input"] == str(picture)
     fractions = [fraction for _, fraction in prediction["classes"]]

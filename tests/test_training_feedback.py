@@ -12,6 +12,7 @@ from conftest import history_rows, tiny
 from test_faults import history_epochs, state, zoo_process
 
 import zoo
+from zoo import runtime
 from zoo.cli import main
 from zoo.models import get_entry
 from zoo.run_dir import Checkpoint
@@ -93,7 +94,7 @@ def test_freeze_epochs_under_a_strategy_and_loss_scaling(tmp_path):
 
 
 def test_head_only_freezes_batchnorm_statistics_and_restores_each_layers_own_setting():
-    from zoo.pipeline import HeadOnly
+    from zoo.fit_callbacks import HeadOnly
 
     model = zoo.create_model("resnet20", input_shape=(16, 16, 3), num_classes=3)
     model.get_layer("stem_conv").trainable = False  # as a model.freeze_backbone would leave it
@@ -239,7 +240,8 @@ def test_recipe_yaml_records_what_ran_and_loads_back(tmp_path):
     zoo.train(tiny("digits_cnn", "train.epochs=1"), output_dir=tmp_path)
     text = (tmp_path / "recipe.yaml").read_text()
     head = text.splitlines()[:2]
-    assert head[0] == "# resolved: runtime.mixed_precision float32, runtime.distribution none (1 replica(s))"
+    policy = runtime.resolve_policy("auto", runtime.detect_devices())  # float32, or bfloat16 on a CPU with it
+    assert head[0] == f"# resolved: runtime.mixed_precision {policy}, runtime.distribution none (1 replica(s))"
     assert head[1] == (f"# versions: keras-zoo {zoo.__version__}, keras {keras.__version__}, "
                        f"tensorflow {__import__('tensorflow').__version__}, "
                        f"python {__import__('platform').python_version()}")

@@ -5,6 +5,7 @@ Exit status: 0 success, 2 bad usage / recipe / data (one line on stderr), 1 anyt
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "run directory, beside a model file, or in the current directory)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per input (JSON Lines) instead of text lines")
+    p.add_argument("--max-pixels", type=_positive_int,
+                   help="the largest image read, in pixels (default: the run's data.max_pixels)")
     p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,
                    help="detection: keep one box per object, the best-scoring class "
                         "(class-agnostic NMS of the boxes reported and drawn; default: on)")
@@ -75,6 +78,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
 
+
+LINE_CHARS = 1000  # the longest error line the CLI prints
 
 # The positional list that takes KEY=VALUE overrides / inputs given after an option.
 TRAILING = {"train": "overrides", "evaluate": "overrides", "predict": "inputs", "convert": "overrides"}
@@ -132,16 +137,18 @@ def cmd_recipes(args):
 def cmd_train(args):
     import zoo
 
-    run = zoo.train(zoo.load_recipe(args.recipe, args.overrides), output_dir=args.output, resume=args.resume)
+    recipe = zoo.load_recipe(args.recipe, args.overrides)  # a typo is named before TensorFlow loads
+    run = zoo.train(recipe, output_dir=args.output, resume=args.resume)
     print(f"run directory: {run.output_dir}")
 
 
 def cmd_evaluate(args):
     import zoo
 
+    recipe = zoo.load_recipe(args.recipe, args.overrides)  # a typo is named before TensorFlow loads
     from zoo.pipeline import write_metrics
 
-    metrics = zoo.evaluate(zoo.load_recipe(args.recipe, args.overrides), weights=args.weights)
+    metrics = zoo.evaluate(recipe, weights=args.weights)
     print(json.dumps(metrics), flush=True)  # before writing: an unwritable --output loses nothing
     if args.output:
         write_metrics(args.output, metrics)
@@ -150,7 +157,8 @@ def cmd_evaluate(args):
 def cmd_predict(args):
     from zoo.predict import describe, iter_predict, to_json
 
-    for prediction in iter_predict(args.model, args.inputs, args.output, agnostic_nms=args.agnostic_nms):
+    for prediction in iter_predict(args.model, args.inputs, args.output, args.max_pixels,
+                                   agnostic_nms=args.agnostic_nms):
         for line in [to_json(prediction)] if args.json else describe(prediction):
             print(line, flush=True)  # each input's lines as soon as they exist
 
@@ -159,9 +167,11 @@ def cmd_convert(args):
     import shlex
 
     import zoo
+
+    recipe = zoo.load_recipe(args.recipe, args.overrides)  # a typo is named before TensorFlow loads
     from zoo.convert import convert
 
-    convert(zoo.load_recipe(args.recipe, args.overrides), args.output, args.shards)
+    convert(recipe, args.output, args.shards)
     print("train from it: " + shlex.join(["zoo", "train", args.recipe, *args.overrides, "data.source=tfrecord",
                                           f"data.path={args.output}"]))
 
@@ -193,9 +203,11 @@ COMMANDS = {"list": cmd_list, "recipes": cmd_recipes, "train": cmd_train,
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
-    from zoo.errors import ZooError
+    from zoo.errors import QUOTE_CHARS, ZooError, quote
+    from zoo.tf_logs import quiet_tensorflow
+
+    quiet_tensorflow(args.debug)
 
     try:
         COMMANDS[args.command](args)
@@ -203,7 +215,7 @@ def main(argv=None) -> int:
     except ZooError as err:
         if args.debug:
             raise
-        print(f"zoo: error: {err}", file=sys.stderr)
+        print(f"zoo: error: {quote(str(err), as_repr=False, limit=LINE_CHARS)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
@@ -211,13 +223,28 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `zoo list | head`: the reader has gone, which is no error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
-    except Exception as err:  # anything else is our bug or the machine's: one line, status 1
+    except OSError as err:
         if args.debug:
             raise
-        print(f"zoo: error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
-              "(run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        if err.errno == errno.ENAMETOOLONG:  # a path given in a recipe or on the command line
+            print(f"zoo: error: file name too long: {quote(err.filename, limit=QUOTE_CHARS)}", file=sys.stderr)
+            return 2
+        return _unexpected(err)
+    except Exception as err:
+        if args.debug:
+            raise
+        return _unexpected(err)
     return 0
+
+
+def _unexpected(err) -> int:
+    """Anything else is our bug or the machine's: one line (cut to a readable length), status 1."""
+    from zoo.errors import quote
+
+    first = str(err).splitlines()[0] if str(err) else ""
+    print(f"zoo: error: {type(err).__name__}: {quote(first, as_repr=False, limit=LINE_CHARS)} "
+          "(run with --debug for the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

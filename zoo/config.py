@@ -29,6 +29,10 @@ class DataConfig:
     cache: Union[bool, Literal["auto"]] = "auto"  # auto: cache in memory when it fits
     shuffle_buffer: int = 10000
     skip_corrupt: bool = False  # folder sources: skip undecodable images with a warning count
+    # Image files of more pixels (width x height, from the header) are refused undecoded: Pillow's
+    # decompression-bomb limit, 256 MiB as RGB (a 50 MP photo passes, a 100 MP one needs more), so
+    # a 683 KB PNG of 15000x15000 px is one line instead of 3.9 GB.
+    max_pixels: int = 89_478_485
     train_size: Optional[int] = None  # synthetic: number of examples (default 2000 / 500)
     eval_size: Optional[int] = None
     eval_crop: float = 1.0  # center-crop this fraction of the shorter side at evaluation

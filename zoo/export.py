@@ -20,9 +20,11 @@ ONNX take any batch of equally sized images.
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
+import re
 import shutil
 import statistics
 import time
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, cannot_write, make_folder
 from zoo.lazy import keras, tf
 
 FORMATS = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx"}
@@ -74,7 +76,6 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
     `export/`, else `./export/`), with `<file name>.json` beside it: what the file takes and
     returns, and the class names. The file is written under a temporary name and renamed."""
     from zoo.predict import load_run
-    from zoo.run_dir import write_atomic
     from zoo.tasks import get_task
 
     check_format(format, dtype)
@@ -85,28 +86,51 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
                        f"{task.export_limits[format, dtype]}")
     serving = task.serving_model(model, recipe)
     out = Path(output_dir) if output_dir else (run_dir / "export" if run_dir else Path("export"))
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     stem = model.name if dtype == "float32" else f"{model.name}_{dtype}"
     path = out / f"{stem}{FORMATS[format]}"
+    metadata_path = path.with_name(f"{path.name}.json")  # one per format and dtype
+    _check_replaceable(path, metadata_path)
+    _sweep_stale_temporaries(out)
 
     def calibration():
-        return serving_inputs(recipe, task, recipe.data.train_split, calibration_examples)
+        inputs = serving_inputs(recipe, task, recipe.data.train_split, calibration_examples)
+        print(f"int8 calibration on {len(inputs)} examples of {data_description(recipe.data)}, "
+              f"split {recipe.data.train_split!r}", flush=True)
+        return inputs
 
     temporary = out / f".{stem}.{os.getpid()}.tmp{FORMATS[format]}"
     try:
         WRITERS[format](serving, temporary, dtype, calibration)
-        _replace(temporary, path)
+        _write_metadata(metadata_path, _metadata(serving, format, dtype, source, task, info))
+        _replace(temporary, path)  # after its metadata, which marks `path` as an export of the zoo
+    except (OSError, tf.errors.OpError) as err:
+        reason = _write_failure(err, out)
+        if reason is None:
+            raise
+        raise ZooError(f"cannot write {path}: {reason}") from None
     finally:
         _remove(temporary)
-    metadata = {"task": task.name, "format": format, "dtype": dtype, "source": str(source),
-                "inputs": {"images": {"dtype": "uint8", "shape": _shape(input_signature(serving, format).shape)}},
-                "outputs": {name: {"dtype": str(t.dtype), "shape": _shape(t.shape)}
-                            for name, t in serving.output.items()},
-                "class_names": list(info.class_names), **info.extras,
-                "versions": _versions()}
-    metadata_path = path.with_name(f"{path.name}.json")  # one per format and dtype
-    write_atomic(metadata_path, json.dumps(metadata, indent=1))
     return Exported(path, metadata_path, serving, recipe, info, task)
+
+
+def _metadata(serving, format, dtype, source, task, info) -> dict:
+    """What the exported file takes and returns, its class names and who made it."""
+    return {"task": task.name, "format": format, "dtype": dtype, "source": str(source),
+            "inputs": {"images": {"dtype": "uint8", "shape": _shape(input_signature(serving, format).shape)}},
+            "outputs": {name: {"dtype": str(t.dtype), "shape": _shape(t.shape)}
+                        for name, t in serving.output.items()},
+            "class_names": list(info.class_names), **info.extras,
+            "versions": _versions()}
+
+
+def _write_metadata(path: Path, metadata: dict):
+    from zoo.run_dir import write_atomic
+
+    try:
+        write_atomic(path, json.dumps(metadata, indent=1))
+    except OSError as err:
+        raise cannot_write(path, err) from None
 
 
 def input_signature(serving, format: str):
@@ -123,6 +147,64 @@ def _versions() -> dict:
     from zoo.version import __version__
 
     return {"keras-zoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+def _check_replaceable(path: Path, metadata_path: Path):
+    """An export replaces only an earlier export of the zoo, known by its metadata; a ZooError
+    (before any work) for anything else under its name or its metadata's."""
+    for taken in (path, metadata_path):
+        if taken.exists() and not _is_zoo_metadata(metadata_path):
+            raise ZooError(f"{taken} exists and is no export of the zoo ({metadata_path.name} does not "
+                           "say so): move it away or choose another --output; it was left as it is")
+
+
+def _is_zoo_metadata(metadata_path: Path) -> bool:
+    try:
+        metadata = json.loads(metadata_path.read_text())
+        return metadata["format"] in FORMATS and "keras-zoo" in metadata["versions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+# An export's temporary file: `.<stem>.<pid of its writer>.tmp<suffix>` (and the ONNX int8
+# writer's float model: `...tmp.float32.onnx`).
+TEMPORARY = re.compile(r"\..+\.(?P<pid>\d+)\.tmp(|\.tflite|\.onnx|\.float32\.onnx)")
+
+
+def _sweep_stale_temporaries(folder: Path):
+    """Remove what killed exports into `folder` left: temporaries whose writer has died. A live
+    writer's (a concurrent export) are left alone."""
+    for entry in folder.iterdir():
+        match = TEMPORARY.fullmatch(entry.name)
+        if match and not _alive(int(match["pid"])):
+            _remove(entry)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+# What a disk or folder that refuses a write says.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                errno.EISDIR)
+
+
+def _write_failure(err, folder: Path) -> str | None:
+    """Why writing into `folder` failed, where `err` (Python's or TensorFlow's) says the disk or
+    the folder refused it (full, read-only, no permission...); None for any other error, and for
+    one about another file (e.g. calibration data that cannot be read)."""
+    if isinstance(err, OSError):
+        elsewhere = err.filename is not None and str(folder) not in str(err.filename)
+        return None if elsewhere or err.errno not in WRITE_ERRNOS else err.strerror
+    if str(folder) not in str(err):
+        return None
+    return next((os.strerror(code) for code in WRITE_ERRNOS if os.strerror(code) in str(err)), None)
 
 
 def _replace(temporary: Path, path: Path):
@@ -305,15 +387,25 @@ def load_exported(path):
     return lambda images: {k: v.numpy() for k, v in signature(images=tf.constant(images)).items()}
 
 
-def serving_inputs(recipe, task, split: str, limit: int, truths: list | None = None) -> list:
+def data_description(data) -> str:
+    """The source and the data it reads, e.g. "folder /data/rgb3" (a relative path, as an older
+    run's recipe.yaml holds it, made absolute: what is read from here)."""
+    where = data.path or data.name
+    if data.path and "://" not in data.path:
+        where = os.path.abspath(data.path)
+    return f"{data.source} {where}" if where else data.source
+
+
+def serving_inputs(recipe, task, split: str, limit: int, truths: list | None = None, info=None) -> list:
     """Up to `limit` serving inputs (unbatched uint8 NumPy) of one split of the recipe's data;
-    their truths appended to `truths` when given (`Task.serving_example`)."""
+    their truths appended to `truths` when given (`Task.serving_example`), with labels mapped
+    onto `info`'s classes by name where given (`load_split`)."""
     from zoo.data import load_split
 
     if recipe.data.name == "-":  # a pretrained model without a recipe (Keras Applications)
         raise ZooError(f"{recipe.model.name}: no dataset to calibrate or evaluate on; export a run "
                        "directory or a model with a recipe")
-    dataset = load_split(recipe, task, split).dataset.take(limit)
+    dataset = load_split(recipe, task, split, truth=info).dataset.take(limit)
     inputs = []
     for x, truth in dataset.map(lambda ex: task.serving_example(ex, recipe)).as_numpy_iterator():
         inputs.append(x)
@@ -326,7 +418,7 @@ def evaluate_exported(run, recipe, task, info, limit: int) -> dict:
     """The task's metrics of a serving function (`load_exported`, or a Keras serving graph's
     `predict_on_batch`) on the first `limit` examples of the eval split, one at a time."""
     truths = []
-    inputs = serving_inputs(recipe, task, recipe.data.eval_split, limit, truths)
+    inputs = serving_inputs(recipe, task, recipe.data.eval_split, limit, truths, info)
     outputs = [{k: np.asarray(v) for k, v in run(x[None]).items()} for x in inputs]
     return task.serving_metrics(outputs, truths, info)
 

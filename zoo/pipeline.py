@@ -12,9 +12,9 @@ import contextlib
 import datetime
 import json
 import math
+import os
 import platform
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,15 +23,17 @@ import tensorflow as tf
 
 from zoo import run_dir, runtime
 from zoo.data import DatasetInfo, load_split, preview
+from zoo.data.image_files import oversized_image
+from zoo.fit_callbacks import EpochSummary, EpochTensorBoard, EpochTimer, HeadOnly, MainMetric
 from zoo.errors import DataError, RecipeError, ZooError
 from zoo.models import create_model, get_entry, load_model_file
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
-from zoo.recipe import Recipe, load_recipe
+from zoo.recipe import Recipe, check_run_name, load_recipe
 from zoo.tasks import get_task
 from zoo.tasks.base import progress
 
-CACHE_BUDGET_BYTES = 1 << 30  # cache decoded examples in memory below this estimate
+CACHE_BUDGET_BYTES = 1 << 30  # data.cache=auto caches a split estimated below this (ZOO_CACHE_BUDGET_BYTES)
 
 
 @dataclass
@@ -48,6 +50,7 @@ def _as_recipe(recipe) -> Recipe:
 
 def resolve_output_dir(recipe: Recipe, output_dir, resume: bool) -> Path:
     if output_dir is None:
+        check_run_name(recipe.name)  # the folder of its runs: a name, never a path
         runs = Path("runs") / recipe.name
         if resume:
             previous = sorted(p for p in runs.glob("*") if (p / "checkpoints").is_dir())
@@ -64,143 +67,18 @@ def resolve_output_dir(recipe: Recipe, output_dir, resume: bool) -> Path:
 
 @contextlib.contextmanager
 def data_errors(*splits):
-    """Turn a decode failure deep inside tf.data into one line naming the bad file."""
+    """Turn a decode failure (or a split holding another number of examples than it declares:
+    FailedPrecondition) deep inside tf.data into one line naming the bad file."""
     try:
         yield
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError) as err:
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError,
+            tf.errors.FailedPreconditionError) as err:
+        if oversized_image(err):
+            raise DataError(oversized_image(err)) from None
         for split in splits:
             if split.diagnose is not None:
                 split.diagnose(err)
         raise
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_seconds` to the epoch's logs (so to history.csv), before other callbacks."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["epoch_seconds"] = time.perf_counter() - self.start
-
-
-class EpochSummary(keras.callbacks.ProgbarLogger):
-    """One summary line per epoch (losses, metrics, lr, time); with verbose 1 after Keras'
-    progress bar, with verbose 2 alone (Keras' own epoch line would repeat it). `epochs`: the
-    run's total, where one `fit` runs only some of them (train.freeze_epochs)."""
-
-    def __init__(self, epochs: int | None = None):
-        super().__init__()
-        self.total = epochs
-
-    def set_params(self, params):
-        super().set_params(params)
-        self.epochs = self.total or self.epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.verbose == 1:
-            super().on_epoch_begin(epoch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.verbose == 1:
-            super().on_train_batch_end(batch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.verbose == 1:
-            super().on_epoch_end(epoch, logs)
-        if not self.verbose:
-            return
-        logs = dict(logs or {})
-        seconds = logs.pop("epoch_seconds", 0.0)
-        parts = [f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"]
-        lr = self.model.optimizer.learning_rate
-        parts.append(f"lr {float(keras.ops.convert_to_numpy(lr)):.3g}")
-        print(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - " + " - ".join(parts), flush=True)
-
-
-class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback writing once per epoch (`update_freq="epoch"`), without its
-    per-step work: its `on_train_batch_end` calls `summary.scalar` for every log entry on every
-    step even then, with no writer set, so nothing is written (~1 ms a step on a CPU, ~0.4% of a
-    resnet20 epoch). Profiling, a graph or steps/second (none of which the zoo asks for) keep it."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.update_freq != "epoch" or self.write_steps_per_second
-                or getattr(self, "_should_trace", True) or getattr(self, "_should_write_train_graph", True)):
-            super().on_train_batch_end(batch, logs)
-
-
-class MainMetric(keras.callbacks.Callback):
-    """Every `every` epochs, the task's own evaluation (`task.evaluate`, what metrics.json holds)
-    on the eval split, its numbers added to the epoch's logs as `val_<name>` (per-class values
-    and `num_examples` left out) for the callbacks after it: history.csv, TensorBoard, the
-    summary line, best.keras. Used where Keras' validation does not compute the task's main
-    metric (detection's mAP)."""
-
-    def __init__(self, task, dataset, info, every: int, guard):
-        super().__init__()
-        self.task, self.dataset, self.info, self.every, self.guard = task, dataset, info, every, guard
-        self.last = None  # (epoch, metrics) of the latest evaluation
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.guard.tripped or (epoch + 1) % self.every:
-            return
-        metrics = self.task.evaluate(self.model, self.dataset, self.info)
-        self.last = (epoch, metrics)
-        for key, value in metrics.items():
-            if key != "num_examples" and "/" not in key and isinstance(value, (int, float)):
-                logs[f"val_{key}"] = float(value)
-
-
-class HeadOnly:
-    """train.freeze_epochs: `freeze` leaves only the model's head (the layers the registry
-    declares) trainable; every other layer is non-trainable, so BatchNormalization runs in
-    inference mode with its statistics frozen. `restore` puts back every layer's and variable's
-    own setting (a `model.freeze_backbone` stays frozen). Keras needs a recompile after either."""
-
-    def __init__(self, model, head):
-        self.model = model
-        self.layers = [(layer, layer.trainable) for layer in model._flatten_layers(include_self=False)]
-        self.variables = [(v, v.trainable) for v in model.weights]
-        found = {layer.name: layer for layer, _ in self.layers}
-        self.head = [found[name] for name in head if name in found]
-        if not self.head:
-            raise RecipeError(f"train.freeze_epochs: model {model.name} has no head layer to train "
-                              f"(the registry declares {list(head) or 'none'})")
-        self.frozen = False
-
-    def _freeze(self, layer):
-        for sub in layer._flatten_layers(include_self=False, recursive=False):
-            if any(sub is h for h in self.head):
-                continue
-            if any(h is inner for h in self.head for inner in sub._flatten_layers(include_self=False)):
-                self._freeze(sub)  # a block holding the head: freeze the rest of it
-            else:
-                sub.trainable = False
-
-    def freeze(self):
-        self._freeze(self.model)
-        self.frozen = True
-
-    def restore(self):
-        for layer, trainable in self.layers:  # outer layers first: an inner one's own flag wins
-            layer.trainable = trainable
-        for variable, trainable in self.variables:
-            variable.trainable = trainable
-        self.frozen = False
-
-    @contextlib.contextmanager
-    def unfrozen(self):
-        """The layers' own settings while the block runs (saving a model mid-training: a
-        `.keras` file must not record layers frozen for the first epochs only)."""
-        frozen = self.frozen
-        if frozen:
-            self.restore()
-        try:
-            yield
-        finally:
-            if frozen:
-                self.freeze()
 
 
 def _phases(initial_epoch: int, freeze_epochs: int, epochs: int) -> list[tuple]:
@@ -241,7 +119,17 @@ def _should_cache(recipe, task, split) -> bool:
     if setting != "auto":
         return setting
     n = split.info.num_examples
-    return n is not None and n * task.example_bytes(recipe) < CACHE_BUDGET_BYTES
+    return n is not None and n * task.example_bytes(recipe) < cache_budget()
+
+
+def cache_budget() -> int:
+    """The bytes under which data.cache=auto caches a split: ZOO_CACHE_BUDGET_BYTES, else CACHE_BUDGET_BYTES."""
+    value = os.environ.get("ZOO_CACHE_BUDGET_BYTES", "").strip()
+    if not value:
+        return CACHE_BUDGET_BYTES
+    if not value.isdigit():
+        raise ZooError(f"ZOO_CACHE_BUDGET_BYTES: expected a whole number of bytes, got {value[:40]!r}")
+    return int(value)
 
 
 def _with_num_classes(recipe, info):
@@ -276,7 +164,7 @@ def train(recipe, output_dir=None, resume: bool = False) -> Run:
     out = resolve_output_dir(recipe, output_dir, resume)
     if worker.task:
         print(worker.describe(), flush=True)
-    with runtime.lost_workers(worker):
+    with runtime.lost_workers(worker), run_dir.disk_full_hint(out):
         if not worker.is_chief:
             _check_new_run(out, resume)
             with run_dir.worker_directory(worker.rank, out if resume else None) as scratch:
@@ -307,6 +195,7 @@ def _check_workers_agree(strategy, out: Path, resumed_epoch: int, steps: int, ep
 
 def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: Path) -> Run:
     """`write_dir`: where this process writes, the run directory `out` (the chief) or its own."""
+    recipe = run_dir.absolute_data_paths(recipe)  # what recipe.yaml records: the data this run reads
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
     train_split = load_split(recipe, task, recipe.data.train_split)
@@ -367,7 +256,8 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
         resumed += f" (written by the chief; this worker writes {write_dir}, removed at the end)"
     print(f"training {recipe.model.name} ({model.count_params():,} parameters) on "
           f"{recipe.data.source}:{recipe.data.name or recipe.data.path}, "
-          f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name}; "
+          f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name} "
+          f"({runtime.policy_reason(recipe.runtime)}); "
           f"run directory {out}{resumed}", flush=True)
     histories = []
     stopped = best is not None and best.stopped  # a resumed run that had stopped early: finish it

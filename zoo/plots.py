@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from zoo.run_dir import write_atomic
 
 PANEL_W, PANEL_H, MARGIN = 360, 220, 40
 TRAIN_COLOUR, VAL_COLOUR, AXIS_COLOUR = (31, 119, 180), (255, 127, 14), (90, 90, 90)
@@ -66,4 +69,6 @@ def save_curves(history_csv: Path, path: Path):
         if f"val_{name}" in history:
             series["val"] = (*history[f"val_{name}"], VAL_COLOUR)
         _panel(draw, ((i % columns) * PANEL_W, (i // columns) * PANEL_H), name, series, first, last)
-    image.save(path)
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    write_atomic(path, png.getvalue())

@@ -17,6 +17,8 @@ What `zoo predict MODEL` accepts (`load_run`):
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import difflib
 import inspect
 import json
@@ -24,8 +26,9 @@ import os
 import re
 from pathlib import Path
 
-from zoo.data import DatasetInfo
-from zoo.errors import DataError, ZooError
+from zoo.data import DatasetInfo, OversizedImage
+from zoo.data.image_files import oversized_line
+from zoo.errors import DataError, ZooError, cannot_write, make_folder
 from zoo.recipe import load_recipe
 from zoo.tasks import get_task
 
@@ -54,11 +57,12 @@ def load_run(model_or_run):
             raise ZooError(f"{run_dir} is not a run directory: recipe.yaml is missing")
         return _load_model_file(model_file)
     from zoo.models import load_model_file
+    from zoo.serving import float32_model
 
     recipe = load_recipe(run_dir / "recipe.yaml")
     meta_file = run_dir / "dataset.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    model = load_model_file(model_file)
+    model = float32_model(load_model_file(model_file))
     names = meta.pop("class_names", None) or _indices(get_task(recipe.task).model_num_classes(model))
     return model, recipe, DatasetInfo(len(names), names, extras=meta), run_dir
 
@@ -119,8 +123,9 @@ def _imagenet_names(num_classes: int) -> list[str] | None:
 def _load_model_file(model_file: Path):
     """A `.keras` file with no run around it: a zoo model, known by its saved name."""
     from zoo.models import get_entry, load_model_file
+    from zoo.serving import float32_model
 
-    model = load_model_file(model_file)
+    model = float32_model(load_model_file(model_file))
     try:
         entry = get_entry(model.name)
     except ZooError:
@@ -134,13 +139,68 @@ def _load_model_file(model_file: Path):
     return model, recipe, DatasetInfo(len(names), names), model_file.parent
 
 
-def iter_predict(model_or_run, inputs, output_dir=None, **options):
+class OutputFiles:
+    """Where `zoo predict` writes each input's files, one set per input: under `folder`, in the
+    input's folder relative to the deepest folder holding every input (inputs of one folder:
+    straight in `folder`; `a/0.png b/0.png` -> `a/0_mask.png`, `b/0_mask.png`), named
+    `<stem>_<kind>.png`. Inputs of one folder whose stems collide keep their whole file name
+    (`det.png`, `det.jpg` -> `det.png_detections.png`, `det.jpg_detections.png`). A file that
+    cannot be written is a one-line ZooError naming it."""
+
+    def __init__(self, folder, inputs):
+        self.folder = Path(folder)
+        absolute = {path: os.path.abspath(path) for path in inputs}
+        by_folder = {}
+        for place in set(absolute.values()):
+            by_folder.setdefault(os.path.dirname(place), []).append(place)
+        top = os.path.commonpath(list(by_folder)) if by_folder else ""
+        named = {}
+        for parent, places in by_folder.items():
+            names = {place: Path(place).stem for place in places}
+            while len(set(names.values())) < len(names):  # whole names are unique in a folder
+                counts = collections.Counter(names.values())
+                names = {p: Path(p).name if counts[n] > 1 else n for p, n in names.items()}
+            named.update({place: Path(os.path.relpath(parent, top)) / name for place, name in names.items()})
+        self._names = {path: named[place] for path, place in absolute.items()}
+
+    def path(self, input_path, kind: str) -> Path:
+        """`<folder>/<input's folder>/<name>_<kind>.png`, its folder made."""
+        path = self.folder / f"{self._names[str(input_path)]}_{kind}.png"
+        make_folder(path.parent)
+        return path
+
+    def save(self, picture, input_path, kind: str) -> Path:
+        """A PIL image saved as `path(input_path, kind)`."""
+        path = self.path(input_path, kind)
+        try:
+            picture.save(path)
+        except OSError as err:
+            with contextlib.suppress(OSError):  # no half a picture (a full disk)
+                path.unlink()
+            raise cannot_write(path, err) from None
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        """A file of all the inputs, straight in the folder."""
+        from zoo.run_dir import write_atomic
+
+        make_folder(self.folder)
+        path = self.folder / name
+        try:
+            write_atomic(path, text)
+        except OSError as err:
+            raise cannot_write(path, err) from None
+        return path
+
+
+def iter_predict(model_or_run, inputs, output_dir=None, max_pixels: int | None = None, **options):
     """Yield one prediction (a dict, see `Task.predict`) per input as it is predicted (folders
     expand to their images or clips). An unreadable input gets its own {"input", "error"} in
     input order and the others go on; at the end, a DataError counts the unreadable inputs.
 
-    `options`: keyword arguments of the task's `predict` (detection: `agnostic_nms`), defaults
-    `PREDICT_OPTIONS`; an option the task's `predict` does not take is ignored."""
+    `max_pixels`: the largest image read (default: the run's data.max_pixels). `options`: keyword
+    arguments of the task's `predict` (detection: `agnostic_nms`), defaults `PREDICT_OPTIONS`; an
+    option the task's `predict` does not take is ignored."""
     model, recipe, info, run_dir = load_run(model_or_run)
     out = Path(output_dir) if output_dir else (run_dir / "predictions" if run_dir else Path("predictions"))
     task = get_task(recipe.task)
@@ -152,14 +212,16 @@ def iter_predict(model_or_run, inputs, output_dir=None, **options):
     def readable():
         for path in paths:
             try:
-                yield path, task.read_input(path)
+                yield path, task.read_input(path, max_pixels or recipe.data.max_pixels)
             except DataError as err:
                 failed.append(path)
+                if isinstance(err, OversizedImage):  # raised with the option, not the recipe key
+                    err = oversized_line(*err.size, key="--max-pixels")
                 pending.append({"input": path, "error": str(err)})
 
     # The task pulls an input only after yielding the previous prediction, so failures read in
     # between come out just before the next one.
-    for prediction in task.predict(model, readable(), info, recipe, out, **options):
+    for prediction in task.predict(model, readable(), info, recipe, OutputFiles(out, paths), **options):
         yield from pending
         pending.clear()
         yield prediction

@@ -1,4 +1,4 @@
-"""Recipes: YAML (_Loader) -> `extends` deep merge -> dotted overrides -> validated dataclasses."""
+"""Recipes: YAML (zoo.recipe_yaml) -> `extends` deep merge -> dotted overrides -> validated dataclasses."""
 from __future__ import annotations
 
 import copy
@@ -10,13 +10,14 @@ import sys
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Literal, Union
 
 import yaml
 
 from zoo.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
-from zoo.errors import RecipeError
+from zoo.errors import QUOTE_CHARS, RecipeError, quote
+from zoo.recipe_yaml import MAX_DEPTH, MAX_EXTENDS, Dumper, Loader, read_yaml
 
 
 def _recipes_dir() -> Path:
@@ -27,28 +28,6 @@ def _recipes_dir() -> Path:
 
 
 RECIPES_DIR = _recipes_dir()
-
-# YAML 1.2 floats that YAML 1.1 reads as strings: no dot or no exponent sign (`1e-3`, `1.0e3`).
-_FLOAT = ("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
-          list("-+.0123456789"))
-
-
-class _Loader(yaml.SafeLoader):
-    """safe_load plus YAML 1.2 floats; dates stay strings (no recipe field is a date)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver(*_FLOAT)
-
-
-class _Dumper(yaml.SafeDumper):
-    """safe_dump that quotes the strings _Loader would read as floats (`'1e3'`)."""
-
-
-_Dumper.add_implicit_resolver(*_FLOAT)
-
 
 @dataclass
 class Recipe:
@@ -66,7 +45,7 @@ class Recipe:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False)
+        return yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False)
 
 
 # ---------------------------------------------------------------- loading
@@ -88,7 +67,7 @@ def find_recipe(name_or_path) -> Path:
         stems = [p.stem for p in shipped_recipes()]
         close = difflib.get_close_matches(str(name_or_path), stems, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `zoo recipes` lists them"
-        raise RecipeError(f"unknown recipe {str(name_or_path)!r}{hint}")
+        raise RecipeError(f"unknown recipe {quote(str(name_or_path))}{hint}")
     return matches[0]
 
 
@@ -101,33 +80,18 @@ def recipe_task(path: Path) -> str:
     return str(_resolve_extends(Path(path)).get("task", "?"))
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_Loader)
-    except OSError as err:
-        raise RecipeError(f"{path}: cannot read ({err.strerror or err})") from None
-    except UnicodeDecodeError as err:
-        raise RecipeError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} "
-                          f"at offset {err.start})") from None
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
-    return data
-
-
 def _resolve_extends(path: Path, seen=()) -> dict:
     path = path.resolve()
     if path in seen:
         raise RecipeError(f"{path}: `extends` forms a cycle")
-    data = _read_yaml(path)
+    if len(seen) >= MAX_EXTENDS:
+        raise RecipeError(f"{seen[0]}: extends: a chain of more than {MAX_EXTENDS} recipes")
+    data = read_yaml(path)
     parent = data.pop("extends", None)
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise RecipeError(f"{path}: extends: expected a relative path, got {parent!r}")
+        raise RecipeError(f"{path}: extends: expected a relative path, got {quote(parent)}")
     parent_path = path.parent / parent
     if not parent_path.is_file():
         raise RecipeError(f"{path}: extends: file not found: {parent_path}")
@@ -150,17 +114,21 @@ def apply_overrides(data: dict, overrides) -> dict:
     for item in overrides:
         key, sep, raw = str(item).partition("=")
         if not sep or not key.strip():
-            raise RecipeError(f"override {item!r}: expected KEY=VALUE with a dotted key")
-        try:
-            value = yaml.load(raw, Loader=_Loader)
-        except yaml.YAMLError:
-            raise RecipeError(f"override {item!r}: value is not valid YAML") from None
-        node = data
+            raise RecipeError(f"override {quote(item)}: expected KEY=VALUE with a dotted key")
         parts = key.strip().split(".")
+        if len(parts) > MAX_DEPTH:
+            raise RecipeError(f"override {quote(item)}: a key more than {MAX_DEPTH} levels deep")
+        try:
+            value = yaml.load(raw, Loader=Loader)
+        except yaml.YAMLError:
+            raise RecipeError(f"override {quote(item)}: value is not valid YAML") from None
+        except RecipeError as err:  # a bound of Loader's
+            raise RecipeError(f"override {quote(item)}: {err}") from None
+        node = data
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise RecipeError(f"override {item!r}: {part} is not a section")
+                raise RecipeError(f"override {quote(item)}: {quote(part, as_repr=False)} is not a section")
             node = child
         node[parts[-1]] = value
     return data
@@ -211,7 +179,7 @@ def _renamed_keys(model: dict) -> dict:
             given = model.get(new)
             if given is not None and model[old] is not None and given != model[old]:
                 raise RecipeError(f"model.{old}: the old name of model.{new}, which is also given "
-                                  f"({model[old]!r} vs {given!r}); give only model.{new}")
+                                  f"({quote(model[old])} vs {quote(given)}); give only model.{new}")
             print(f"warning: model.{old} is deprecated; it is now model.{new}", file=sys.stderr, flush=True)
             model[new] = model.pop(old)
     return model
@@ -229,7 +197,7 @@ def _task_of(data: dict):
 
         close = difflib.get_close_matches(str(name), list(TASKS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise RecipeError(f"task: expected one of {', '.join(TASKS)}, got {name!r}{hint}")
+        raise RecipeError(f"task: expected one of {', '.join(TASKS)}, got {quote(name)}{hint}")
     return TASKS[name]
 
 
@@ -252,7 +220,7 @@ def _convert(tp, value, path):
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise RecipeError(f"{path}: expected a mapping, got {value!r}")
+            raise RecipeError(f"{path}: expected a mapping, got {quote(value)}")
         return _build(tp, value, path + ".")
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -265,24 +233,24 @@ def _convert(tp, value, path):
                 return _convert(arg, value, path)
             except RecipeError:
                 pass
-        raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        raise RecipeError(f"{path}: expected {_describe(tp)}, got {quote(value)}")
     if origin is Literal:
         if any(a == value and type(a) is type(value) for a in typing.get_args(tp)):
             return value
-        raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        raise RecipeError(f"{path}: expected {_describe(tp)}, got {quote(value)}")
     if origin is list:
         if not isinstance(value, list):
-            raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+            raise RecipeError(f"{path}: expected {_describe(tp)}, got {quote(value)}")
         return [_convert(typing.get_args(tp)[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
     if tp in (int, float) and isinstance(value, float) and not math.isfinite(value):
-        raise RecipeError(f"{path}: expected a finite number, got {value}")
+        raise RecipeError(f"{path}: expected a finite number, got {quote(value)}")
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp in (bool, str, dict) and isinstance(value, tp):
         return value
-    raise RecipeError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    raise RecipeError(f"{path}: expected {_describe(tp)}, got {quote(value)}")
 
 
 def _build(cls, data: dict, prefix: str, types_of: dict | None = None):
@@ -312,6 +280,7 @@ def _unknown_key(cls, key: str, prefix: str, names) -> str:
         owners = [t.name for t in TASKS.values() if key in {f.name for f in dataclasses.fields(t.data_config)}]
         if owners:
             return f"{prefix}{key}: a {' / '.join(owners)} key, not one of this recipe's task"
+    key = quote(key, as_repr=False)
     close = difflib.get_close_matches(key, names, n=1)
     hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
     return f"{prefix}{key}: unknown key{hint}"
@@ -319,30 +288,31 @@ def _unknown_key(cls, key: str, prefix: str, names) -> str:
 
 def _positive(path, value, allow_zero=False):
     if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        raise RecipeError(f"{path}: expected a {'non-negative' if allow_zero else 'positive'} number, got {value}")
+        raise RecipeError(f"{path}: expected a {'non-negative' if allow_zero else 'positive'} number, "
+                          f"got {quote(value)}")
 
 
 def _check(recipe: Recipe, task):
     """Impossible values, and model kwargs against the builder's signature."""
     data, train, opt, sched = recipe.data, recipe.train, recipe.train.optimizer, recipe.train.schedule
     if len(data.image_size) != 2 or any(s <= 0 for s in data.image_size):
-        raise RecipeError(f"data.image_size: expected two positive integers, got {data.image_size}")
-    for key in ("batch_size", "num_classes", "shuffle_buffer", "train_size", "eval_size"):
+        raise RecipeError(f"data.image_size: expected two positive integers, got {quote(data.image_size)}")
+    for key in ("batch_size", "num_classes", "shuffle_buffer", "train_size", "eval_size", "max_pixels"):
         _positive(f"data.{key}", getattr(data, key))
     if not 0 < data.eval_crop <= 1:
-        raise RecipeError(f"data.eval_crop: expected a fraction in (0, 1], got {data.eval_crop}")
+        raise RecipeError(f"data.eval_crop: expected a fraction in (0, 1], got {quote(data.eval_crop)}")
     _positive("data.augment.crop_padding", data.augment.crop_padding, allow_zero=True)
     for key, top in (("crop_scale", 1), ("scale_jitter", math.inf)):  # crop_scale: area fractions
         rng = getattr(data.augment, key)
         if rng is not None and (len(rng) != 2 or not 0 < rng[0] <= rng[1] <= top):
             bound = "max <= 1" if top == 1 else "max"
-            raise RecipeError(f"data.augment.{key}: expected [min, max] with 0 < min <= {bound}, got {rng}")
+            raise RecipeError(f"data.augment.{key}: expected [min, max] with 0 < min <= {bound}, got {quote(rng)}")
     _positive("train.epochs", train.epochs)
     _positive("train.steps_per_epoch", train.steps_per_epoch)
     _positive("train.eval_every", train.eval_every)
     if not 0 <= train.freeze_epochs < train.epochs:
         raise RecipeError(f"train.freeze_epochs: expected a number of epochs in [0, train.epochs) = "
-                          f"[0, {train.epochs}), got {train.freeze_epochs}")
+                          f"[0, {quote(train.epochs)}), got {quote(train.freeze_epochs)}")
     if train.early_stopping is not None:
         _positive("train.early_stopping.patience", train.early_stopping.patience)
         if not train.validate:
@@ -350,28 +320,31 @@ def _check(recipe: Recipe, task):
                               "task's main metric on the eval split)")
     _positive("train.optimizer.learning_rate", opt.learning_rate)
     if not 0 <= opt.momentum < 1:
-        raise RecipeError(f"train.optimizer.momentum: expected a number in [0, 1), got {opt.momentum}")
+        raise RecipeError(f"train.optimizer.momentum: expected a number in [0, 1), got {quote(opt.momentum)}")
     _positive("train.optimizer.weight_decay", opt.weight_decay, allow_zero=True)
     _positive("train.optimizer.clipnorm", opt.clipnorm)
     _positive("train.schedule.warmup_epochs", sched.warmup_epochs, allow_zero=True)
     if any(m < 0 for m in sched.milestones) or sched.milestones != sorted(sched.milestones):
         raise RecipeError(f"train.schedule.milestones: expected sorted non-negative epochs, "
-                          f"got {sched.milestones}")
+                          f"got {quote(sched.milestones)}")
     _positive("train.schedule.decay_rate", sched.decay_rate)
     _positive("train.schedule.min_learning_rate", sched.min_learning_rate, allow_zero=True)
     if not 0 <= recipe.runtime.seed < 2**32:  # NumPy's seed range
-        raise RecipeError(f"runtime.seed: expected an integer in [0, 2**32), got {recipe.runtime.seed}")
+        raise RecipeError(f"runtime.seed: expected an integer in [0, 2**32), got {quote(recipe.runtime.seed)}")
     _positive("runtime.steps_per_execution", recipe.runtime.steps_per_execution)
     if recipe.runtime.steps_per_execution > 1 and recipe.runtime.distribution in ("mirrored", "multi_worker"):
         raise RecipeError(f"runtime.steps_per_execution: must be 1 with runtime.distribution "
                           f"{recipe.runtime.distribution} (Keras 3.15's multi-step loop fails under a strategy)")
     source = task.all_sources.get(data.source)
     if source is None:
-        raise RecipeError(f"data.source: {data.source} is not available for task {task.name} "
+        raise RecipeError(f"data.source: {quote(data.source, as_repr=False)} is not available for task {task.name} "
                           f"(available: {', '.join(sorted(task.all_sources))})")
     for key in source.requires:
         if not getattr(data, key):
-            raise RecipeError(f"data.{key}: required for data.source={data.source}")
+            raise RecipeError(f"data.{key}: required for data.source={quote(data.source, as_repr=False)}")
+    if "path" in source.requires:  # a split names a folder or files under data.path
+        for key in ("train_split", "eval_split"):
+            _check_split_inside(f"data.{key}", getattr(data, key))
     task.check_recipe(recipe)
 
     from zoo.models import get_entry
@@ -379,7 +352,7 @@ def _check(recipe: Recipe, task):
     try:
         entry = get_entry(recipe.model.name)
     except Exception as err:
-        raise RecipeError(f"model.name: {err}") from None
+        raise RecipeError(f"model.name: {quote(str(err), as_repr=False, limit=3 * QUOTE_CHARS)}") from None
     if entry.task != recipe.task:
         raise RecipeError(f"model.name: {entry.name} is a {entry.task} model, but task is {recipe.task}")
     for reserved, where in (("num_classes", "data.num_classes"), ("input_shape", "data.image_size")):
@@ -387,6 +360,21 @@ def _check(recipe: Recipe, task):
             raise RecipeError(f"model.{reserved}: set {where} instead")
     check_kwargs(entry.builder, recipe.model.params, "model", exclude=("input_shape", "num_classes"))
     _check_pretrained(recipe.model.pretrained, entry)
+
+
+def check_run_name(name: str):
+    """A recipe's name is the folder of its runs under runs/: a name, never a path."""
+    if (not name.strip() or name in (".", "..") or any(c in name for c in "/\\")
+            or PureWindowsPath(name).drive or any(ord(c) < 32 for c in name)):
+        raise RecipeError(f"name: expected a plain name for the run directory under runs/ "
+                          f"(no '/', '\\', '..' or absolute path), got {quote(name)}")
+
+
+def _check_split_inside(key: str, split: str):
+    """A split read under data.path stays inside it: no absolute path, no `..`."""
+    if split.startswith(("/", "\\")) or PureWindowsPath(split).drive or ".." in re.split(r"[/\\]", split):
+        raise RecipeError(f"{key}: expected a split name inside data.path (no '..' or absolute path), "
+                          f"got {quote(split)}")
 
 
 def _check_pretrained(pretrained, entry):
@@ -402,10 +390,17 @@ def _check_pretrained(pretrained, entry):
         return
     key = str(pretrained)
     looks_like_file = ("://" in key or "/" in key or "\\" in key
-                       or Path(key).suffix in (".h5", ".keras", ".hdf5") or Path(key).expanduser().exists())
+                       or Path(key).suffix in (".h5", ".keras", ".hdf5") or _exists(key))
     if key not in entry.pretrained and not looks_like_file:
-        raise RecipeError(f"model.pretrained: {entry.name} has no pretrained tag {key!r} (tags: {tags}); "
+        raise RecipeError(f"model.pretrained: {entry.name} has no pretrained tag {quote(key)} (tags: {tags}); "
                           f"give a tag, a weights file or a URL")
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte: no file
+        return False
 
 
 def check_kwargs(fn, kwargs: dict, prefix: str, exclude=()):
@@ -417,4 +412,5 @@ def check_kwargs(fn, kwargs: dict, prefix: str, exclude=()):
                and n not in exclude]
     for key in kwargs:
         if key not in allowed:
-            raise RecipeError(f"{prefix}.{key}: unknown key; allowed: {', '.join(allowed) or 'none'}")
+            raise RecipeError(f"{prefix}.{quote(str(key), as_repr=False)}: unknown key; "
+                              f"allowed: {', '.join(allowed) or 'none'}")

@@ -3,7 +3,8 @@
 * A lock (`.lock`, holding the trainer's pid) while a process trains in it: a second trainer is
   refused at once; the OS releases the lock of a process that dies, so a killed run is taken over.
 * Files are written atomically (a temporary file, then a rename): a kill leaves the old or the
-  new version, never half of one.
+  new version, never half of one. A full disk stops the run with one line naming the file; the
+  temporary file is removed and the previous checkpoint stays, for --resume.
 * Checkpoints (weights + optimizer state, after every epoch) only ever hold finite weights, and
   the previous one is kept as a backup copy.
 * `history.csv` has one header and one row per completed epoch, whatever was resumed or re-run.
@@ -19,11 +20,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
+import dataclasses
+import errno
 import fcntl
 import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -31,9 +35,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from zoo.data import preview
-from zoo.errors import ZooError
+from zoo.errors import ZooError, cannot_write, make_folder
 
 LOCK_NAME = ".lock"
 STATE_NAME = "state.json"
@@ -42,48 +47,140 @@ FIXED_ON_RESUME = ("task", "model", "data.image_size", "data.num_classes", "data
                    "train.optimizer.name", "runtime.mixed_precision")
 
 
-def write_atomic(path: Path, text: str):
-    """Write via a temporary file and rename, so a kill never leaves half a file."""
+# What a full disk raises: ENOSPC; EDQUOT past a quota; EFBIG past a file size limit (RLIMIT_FSIZE).
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFull(ZooError):
+    """A file could not be written for lack of space; the message names it."""
+
+
+def disk_full(err: BaseException) -> OSError | None:
+    """`err` as an OSError if it is a full disk (DISK_FULL), else None: an OSError, or a tf.io error
+    (TensorBoard, TFRecordWriter, GFile), whose message reads "<file>; <the OS reason>"."""
+    if isinstance(err, OSError):
+        return err if err.errno in DISK_FULL else None
+    if isinstance(err, tf.errors.OpError):
+        for code in DISK_FULL:
+            if where := re.search(rf"(\S+); {re.escape(os.strerror(code))}", err.message):
+                return OSError(code, os.strerror(code), where[1])
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: Path | str, tmp: Path | None = None):
+    """The block writes `path` (via the temporary file `tmp`): if it fails, `tmp` is removed, and
+    a full disk is a DiskFull naming `path`."""
+    try:
+        yield
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        if (full := disk_full(err)) is not None:
+            raise DiskFull(str(cannot_write(path, full))) from None
+        raise
+
+
+def _fsync(path: Path):
+    """Flush `path` to the disk: a write error the OS delayed (a full disk) shows here."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: str | bytes):
+    """Write via a temporary file and rename, so a kill or a full disk never leaves half a file
+    (nor the temporary file): the old version stays until the new one is complete."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with writing(path, tmp):
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        _fsync(tmp)
+        os.replace(tmp, path)
 
 
 def save_model_atomic(model, path: Path):
-    """`model` as a `.keras` file via a temporary file and rename."""
-    tmp = path.with_name("tmp-" + path.name)
-    model.save(tmp)
-    os.replace(tmp, path)
+    """`model` as a `.keras` file (a zip holding HDF5), built in memory as `weights_file` is and
+    written with `write_atomic`."""
+    from keras.src.saving import saving_lib  # what model.save writes with; it takes a buffer
+
+    buffer = io.BytesIO()
+    saving_lib.save_model(model, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def weights_file(model) -> bytes:
+    """The file `model.save_weights` writes (weights and optimizer state), built in memory: HDF5
+    writing straight to a full disk can crash the process (a segmentation fault) instead of
+    raising, so the disk only sees plain writes (`write_atomic`)."""
+    from keras.src.saving import saving_lib  # what save_weights writes with; no public API takes a buffer
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def disk_full_hint(out: Path):
+    """A run stopped by a full disk: DiskFull's line (or the same line for a write elsewhere: an
+    OSError naming its file, TensorBoard's ResourceExhaustedError), then what its checkpoints keep
+    and how to go on."""
+    try:
+        yield
+    except (DiskFull, OSError, tf.errors.OpError) as failure:
+        line = str(failure)
+        if not isinstance(failure, DiskFull):
+            if (full := disk_full(failure)) is None or not full.filename:
+                raise
+            line = str(cannot_write(full.filename, full))
+        state = out / "checkpoints" / STATE_NAME
+        epoch = json.loads(state.read_text())["epoch"] if state.is_file() else 0
+        kept = (f"{out / 'checkpoints'} keeps epoch {epoch}: free some space, then train again with "
+                f"--resume" if epoch else "no epoch was checkpointed: free some space and train again")
+        raise ZooError(f"{line}; {kept}") from None
 
 
 # ------------------------------------------------------------------------------ lock
 
 
 @contextlib.contextmanager
-def locked(path: Path):
+def locked(path: Path, doing: str = "training in it", what: str = "run directory"):
     """Hold the run directory's lock (creating the directory) while the block runs; a directory
-    this call created and nothing else wrote to is removed again when the block fails."""
+    this call created and nothing else wrote to is removed again when the block fails. `doing`,
+    `what`: the holder's work and the directory, as the messages name them (`zoo convert`:
+    "converting into it", "output folder")."""
     created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
+    make_folder(path)
     lock_path = path / LOCK_NAME
-    handle = open(lock_path, "a+")
+    try:
+        handle = open(lock_path, "a+")
+    except OSError as err:  # a read-only or full disk, no permission: named as the user gave it
+        raise cannot_write(path, err) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise ZooError(f"{path} is in use: process {holder} is training in it "
+        raise ZooError(f"{path} is in use: process {holder} is {doing} "
                        f"(wait for it to finish, or choose another --output)") from None
     handle.seek(0)
     previous = handle.read().strip()
     if previous:
         print(f"note: process {previous} ended without releasing {lock_path} (killed?); "
-              f"taking the run directory over", flush=True)
+              f"taking the {what} over", flush=True)
     handle.seek(0)
     handle.truncate()
-    handle.write(f"{os.getpid()} on {socket.gethostname()}\n")
-    handle.flush()
+    with writing(lock_path):
+        handle.write(f"{os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
     try:
         yield
     except BaseException:
@@ -127,6 +224,17 @@ def _flatten(tree: dict, prefix="") -> dict:
     return out
 
 
+def absolute_data_paths(recipe):
+    """`recipe` with its local `data.path` and `data.data_dir` absolute, as a run records them in
+    its recipe.yaml: a run's data is the data it read, wherever export, evaluate or --resume run
+    from later. Remote paths (gs://...) stay as they are."""
+    absolute = {key: os.path.abspath(os.path.expanduser(value)) for key in ("path", "data_dir")
+                if isinstance(value := getattr(recipe.data, key, None), str) and value and "://" not in value}
+    if not absolute:
+        return recipe
+    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **absolute))
+
+
 def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
     """Compare a resumed run's new recipe and classes with the saved ones before anything is
     written: keys that fix the model or data shapes must not change (ZooError naming them);
@@ -136,8 +244,9 @@ def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
     saved_path = out / "recipe.yaml"
     if not saved_path.is_file():
         return []
-    old = _flatten(load_recipe(saved_path).to_dict())
-    new = _flatten(recipe.to_dict())
+    # Both with absolute paths: a relative data.path given again from the same folder is no change.
+    old = _flatten(absolute_data_paths(load_recipe(saved_path)).to_dict())
+    new = _flatten(absolute_data_paths(recipe).to_dict())
     changed = [k for k in sorted(old.keys() | new.keys()) if k != "name" and old.get(k) != new.get(k)]
     fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in FIXED_ON_RESUME)]
     if fixed:
@@ -313,11 +422,10 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.tripped:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
+        with writing(self.directory):
+            self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch + 1:04d}.weights.h5"
-        tmp = self.directory / f"tmp-{name}"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.directory / name)
+        write_atomic(self.directory / name, weights_file(self.model))
         previous = [self.state["epoch"], self.state["weights"]] if self.state else None
         self.state = {"epoch": epoch + 1, "weights": name, "previous": previous}
         write_atomic(self.directory / STATE_NAME, json.dumps(self.state))

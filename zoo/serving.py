@@ -10,6 +10,25 @@ from zoo.data.augment import center_crop_resize
 from zoo.lazy import tf
 
 
+def float32_model(model):
+    """`model` computing in float32 (the same weights): inference and exports run in float32
+    whatever policy trained it (a mixed_bfloat16 graph does not convert to LiteRT, and the
+    answers of `zoo predict` and every export are those of one float32 graph)."""
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):
+        return model
+
+    def plain(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and str(node["config"].get("name", "")).startswith("mixed_"):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: plain(value) for key, value in node.items()}
+        return [plain(value) for value in node] if isinstance(node, list) else node
+
+    copy = keras.saving.deserialize_keras_object(plain(keras.saving.serialize_keras_object(model)))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class EvalView(keras.layers.Layer):
     """uint8 images (B, H, W, 3) or clips (B, T, H, W, 3), any H and W -> float32 at `size`:

@@ -18,7 +18,9 @@ from typing import Callable
 import numpy as np
 from zoo.lazy import tf
 
-from zoo.errors import DataError, RecipeError
+from zoo.config import DataConfig
+from zoo.data.image_files import as_shown, header, oversized_line, pixel_check
+from zoo.errors import DataError, RecipeError, quote
 
 
 @dataclass
@@ -58,6 +60,19 @@ class Split:
             return records
         return records.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE)
 
+    def relabel(self, index: list[int]):
+        """Re-index every example's class ids by `index` (`remap_labels`), as it is decoded."""
+        def relabeled(fn):
+            return lambda *record: remap_labels(fn(*record), index)
+
+        if self.decode is None:
+            self.records = self.records.map(relabeled(lambda example: example),
+                                            num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            self.decode = relabeled(self.decode)
+            if self.read is not None:
+                self.read = relabeled(self.read)
+
     @property
     def listed(self) -> bool:
         """The records are a listing held in memory, decoded one by one (not a stream)."""
@@ -79,17 +94,21 @@ class Split:
 
         keys = tf.data.Dataset.random(seed, rerandomize_each_iteration=True).take(1)
         chunks = keys.flat_map(permutation).batch(PERMUTATION_CHUNK)  # gathered a chunk at a time
-        return chunks.map(lambda i: tf.nest.map_structure(lambda column: tf.gather(column, i), columns),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+        records = chunks.map(lambda i: tf.nest.map_structure(lambda column: tf.gather(column, i), columns),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+        # flat_map and unbatch hide the size from tf.data: an epoch is the whole listing, once.
+        return records.apply(tf.data.experimental.assert_cardinality(size))
 
 
 def load_split(recipe, task, split: str, truth: DatasetInfo | None = None) -> Split:
     """Open one split of the recipe's data source for `task`.
 
-    `truth`: the training split's DatasetInfo, whose classes are the truth for every other split:
-    a source maps this split's classes onto them by name, refuses a class they lack and warns
-    about one this split lacks; the split's info is then `truth` with its own example count.
-    None: this split's own classes.
+    `truth`: the training split's DatasetInfo (or a run's dataset.json), whose classes are the
+    truth for every other split: this split's classes are mapped onto them by name (`class_index`:
+    a class they lack is a DataError, one this split lacks a warning) and its labels re-indexed;
+    the split's info is then `truth` with its own example count. A source may map while listing
+    (folders, COCO): its info then names `truth`'s classes. A split without class names (mask
+    values of a tfds dataset) is taken as it is. None: this split's own classes.
     """
     source = task.all_sources.get(recipe.data.source)
     if source is None:
@@ -97,9 +116,31 @@ def load_split(recipe, task, split: str, truth: DatasetInfo | None = None) -> Sp
                           f"(available: {', '.join(sorted(task.all_sources))})")
     loaded = source.load(recipe.data, task, split, truth)
     if truth is not None:
+        names = [str(n) for n in loaded.info.class_names]
+        if names and names != [str(n) for n in truth.class_names]:
+            where = " ".join(str(part) for part in (recipe.data.source, recipe.data.path or recipe.data.name,
+                                                    f"split {split!r}") if part)
+            loaded.relabel(class_index(names, truth, where))
         loaded.info = DatasetInfo(truth.num_classes, list(truth.class_names), loaded.info.num_examples,
                                   dict(truth.extras))
     return loaded
+
+
+def remap_labels(example: dict, index) -> dict:
+    """A canonical example with its class ids replaced by `index[id]`, inside tf.data: "label"
+    (classification, video), "labels" (detection) and "mask" values (segmentation; 255, ignore,
+    kept)."""
+    index = np.asarray(index, np.int64)
+    out = dict(example)
+    for key in ("label", "labels"):
+        if key in out:
+            out[key] = tf.cast(tf.gather(index, tf.cast(out[key], tf.int64)), out[key].dtype)
+    if "mask" in out:
+        table = np.arange(256, dtype=np.int64)
+        table[:len(index)] = index
+        table[255] = 255
+        out["mask"] = tf.cast(tf.gather(table, tf.cast(out["mask"], tf.int64)), out["mask"].dtype)
+    return out
 
 
 def class_index(names: list[str], truth: DatasetInfo | None, where) -> list[int]:
@@ -113,7 +154,7 @@ def class_index(names: list[str], truth: DatasetInfo | None, where) -> list[int]
     known = [str(n) for n in truth.class_names]
     unknown = [str(n) for n in names if str(n) not in known]
     if unknown:
-        raise DataError(f"{where} has class(es) the training split lacks: {', '.join(unknown)} "
+        raise DataError(f"{where} has class(es) the training split lacks: {preview(unknown, 20)} "
                         f"(training classes: {preview(known)})")
     absent = [n for n in known if n not in map(str, names)]
     if absent:
@@ -161,7 +202,7 @@ def load_synthetic(data, task, split: str, truth=None) -> Split:
     if gen is None:
         close = difflib.get_close_matches(data.name, list(synthetic.GENERATORS), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise RecipeError(f"data.name: unknown synthetic dataset {data.name!r}{hint}")
+        raise RecipeError(f"data.name: unknown synthetic dataset {quote(data.name)}{hint}")
     if gen.task != task.name:
         raise RecipeError(f"data.name: synthetic {data.name} is a {gen.task} dataset, not {task.name}")
     is_train = split == data.train_split
@@ -188,11 +229,38 @@ def load_synthetic(data, task, split: str, truth=None) -> Split:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
-def decode_image(path):
-    """Read and decode any image file to uint8 RGB (grey and RGBA included)."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+MAX_PIXELS = DataConfig.max_pixels  # where no recipe gives data.max_pixels
+
+
+class OversizedImage(DataError):
+    """An image whose header gives more pixels than data.max_pixels (not decoded); `size`: the
+    arguments of its line (`oversized_line`)."""
+
+    def __init__(self, path, width, height, max_pixels: int):
+        super().__init__(oversized_line(path, width, height, max_pixels))
+        self.size = (path, width, height, max_pixels)
+
+
+def decode_contents(contents, max_pixels: int = MAX_PIXELS, path=None):
+    """An image file's bytes -> uint8 RGB (grey and RGBA included) as shown (a JPEG's EXIF
+    orientation applied), refused undecoded above `max_pixels` (`pixel_check`; `path`: the file)."""
+    size = header(contents)
+    with tf.control_dependencies([pixel_check(size, max_pixels, path)]):
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return image
+    return as_shown(image, size[2])
+
+
+def read_image_file(path, max_pixels: int = MAX_PIXELS):
+    """An image file's bytes, once its header passed `pixel_check`."""
+    contents = tf.io.read_file(path)
+    with tf.control_dependencies([pixel_check(header(contents), max_pixels, path)]):
+        return tf.identity(contents)
+
+
+def decode_image(path, max_pixels: int = MAX_PIXELS):
+    """Read and decode any image file to uint8 RGB (grey and RGBA included), up to `max_pixels`."""
+    return decode_contents(tf.io.read_file(path), max_pixels, path)
 
 
 def to_rgb(image):
@@ -203,40 +271,48 @@ def to_rgb(image):
     return image[..., :3] if channels == 4 else image
 
 
-def read_image(path) -> tf.Tensor:
-    """An image file as uint8 RGB; a DataError naming the file when it cannot be read."""
+def read_image(path, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
+    """An image file as uint8 RGB; a DataError naming the file when it cannot be read, an
+    OversizedImage one when it has more than `max_pixels` pixels."""
     try:
-        return decode_image(str(path))
+        contents = tf.io.read_file(str(path))
+        height, width, _ = header(contents).numpy()
+        if height * width <= max_pixels:
+            return decode_contents(contents, max_pixels, str(path))
     except tf.errors.OpError:  # missing, unreadable, corrupt or not an image
         raise DataError(f"cannot read image file: {path}") from None
+    raise OversizedImage(path, width, height, max_pixels)
 
 
-def find_bad_image(paths) -> str | None:
-    """The first file that does not decode as an image, or None."""
+def find_bad_image(paths, max_pixels: int = MAX_PIXELS) -> str | None:
+    """The first file that does not decode as an image, or None; one above `max_pixels` is no
+    bad file but an OversizedImage error."""
     for path in paths:
         try:
-            read_image(path)
+            read_image(path, max_pixels)
+        except OversizedImage:
+            raise
         except DataError:
             return str(path)
     return None
 
 
-def image_diagnosis(paths, what="image"):
+def image_diagnosis(paths, what="image", max_pixels: int = MAX_PIXELS):
     """A `Split.diagnose` that names the culprit when decoding failed mid-pipeline."""
 
     def diagnose(error):
-        bad = find_bad_image(paths)
+        bad = find_bad_image(paths, max_pixels)
         if bad is not None:
             raise DataError(f"corrupt {what} file: {bad} (set data.skip_corrupt=true to skip such files)") from None
 
     return diagnose
 
 
-def drop_bad_images(paths, skip_corrupt: bool):
+def drop_bad_images(paths, skip_corrupt: bool, max_pixels: int = MAX_PIXELS):
     """With skip_corrupt, scan and drop undecodable files up front, warning with their count."""
     if not skip_corrupt:
         return list(paths)
-    good = [p for p in paths if find_bad_image([p]) is None]
+    good = [p for p in paths if find_bad_image([p], max_pixels) is None]
     if len(good) < len(paths):
         print(f"warning: skipped {len(paths) - len(good)} corrupt image file(s)")
     return good

@@ -4,7 +4,8 @@ Under `data.path` (a local folder or any filesystem TensorFlow opens, e.g. gs://
 
   <split>-00000-of-00004.tfrecord ...  one tf.train.Example per canonical example
   <split>.json                         the split's task, classes, extras, example and shard counts,
-                                       and the layout of its features
+                                       the layout of its features, and each shard's example count,
+                                       byte size and checksums ("shard_files")
 
 `<split>` is the split name with every character other than a letter, digit, ".", "_" or "-"
 replaced by "_" (`train[:10%]` -> `train__10__`). Each key of the canonical example is one feature
@@ -20,16 +21,25 @@ of the same name, its encoding chosen by the key's dtype and rank (docs/tfrecord
 The JSON's "features" records each key's encoding, dtype and shape (null where it varies per
 example; for a list feature only the first dimension may), so the examples come back with the
 dtypes and shapes they were written with.
+
+Each open checks every shard against "shard_files" (`check_shards`): its byte size and the sha256
+of its first 64 KiB, one stat and one small read per shard (also on gs://); the sha256 of the
+whole file is recorded for copies to be checked by hand (`sha256sum`), as reading it all at every
+open would cost a pass over the data. A shard holding another number of examples shows when it
+is read and is named then (`shard_diagnosis`). Conversions from before "shard_files" load as
+they are.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from zoo.data import DatasetInfo, Split, preview
+from zoo.data import MAX_PIXELS, DatasetInfo, Split, decode_contents
 from zoo.errors import DataError
 from zoo.lazy import tf
 
@@ -37,6 +47,8 @@ SHARD = re.compile(r"(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.tfrecord
 META_KEYS = ("task", "num_classes", "class_names", "extras", "num_examples", "shards", "features")
 CYCLE_LENGTH = 16  # shards read at once
 PARSE_BATCH = 256  # serialized examples parsed together
+HEAD_BYTES = 1 << 16  # a shard's first bytes, checksummed at every open
+CHECK_THREADS = 16  # shards checked at once (a remote filesystem answers each stat slowly)
 
 
 def file_stem(split: str) -> str:
@@ -55,6 +67,23 @@ def split_shards(root: str, split: str) -> list[str]:
     """The shard files of `split` under `root`, of any shard count, by name."""
     return sorted(os.path.join(root, name) for name in tf.io.gfile.listdir(root)
                   if (match := SHARD.fullmatch(name)) and match["stem"] == file_stem(split))
+
+
+def head_sha256(path: str) -> str:
+    """The sha256 of a file's first HEAD_BYTES (the whole file if smaller)."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+
+
+def shard_record(path: str, examples: int) -> dict:
+    """The file at `path`, a shard of `examples` examples, as `<split>.json`'s "shard_files" lists it
+    (without its "file" name)."""
+    whole, size = hashlib.sha256(), 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            whole.update(chunk)
+            size += len(chunk)
+    return {"examples": examples, "bytes": size, "sha256": whole.hexdigest(), "head_sha256": head_sha256(path)}
 
 
 # ---------------------------------------------------------------- layout
@@ -86,8 +115,11 @@ def feature_layout(spec: dict, first: dict, files=()) -> dict:
     return layout
 
 
-def decode_file_image(data):
-    """An image file's bytes -> uint8 RGB, as the file sources decode them (zoo.data.decode_image)."""
+def decode_file_image(data, max_pixels: int | None = None):
+    """An image file's bytes -> uint8 RGB, as the file sources decode them (zoo.data.decode_image);
+    with `max_pixels`, refused undecoded above it (`Split.read` checked those `zoo convert` stores)."""
+    if max_pixels is not None:
+        return decode_contents(data, max_pixels)
     return tf.io.decode_image(data, channels=3, expand_animations=False)
 
 
@@ -124,7 +156,7 @@ def serialize(example: dict, layout: dict) -> bytes:
     return train.Example(features=train.Features(feature=features)).SerializeToString()
 
 
-def parser(layout: dict):
+def parser(layout: dict, max_pixels: int = MAX_PIXELS):
     """(parse, decode) for `layout`, inside tf.data: `parse` turns a batch of serialized
     tf.train.Examples into their features (images still encoded), `decode` one example's
     features into the canonical example."""
@@ -142,7 +174,7 @@ def parser(layout: dict):
 
     def decode_value(value, encoding, dtype, shape):
         if encoding == "image":
-            value = decode_file_image(value)
+            value = decode_file_image(value, max_pixels)
         elif encoding == "png":
             image = tf.io.decode_png(value, channels=1 if len(shape) == 2 else 0)
             value = image[..., 0] if len(shape) == 2 else image
@@ -213,17 +245,77 @@ def sharding_options(shards: int):
     return options
 
 
-def shard_diagnosis(shards: list[str], parse, decode):
-    """A `Split.diagnose` naming the shard that fails to read or parse."""
+def mismatch(shard: str, where: str, what: str) -> DataError:
+    return DataError(f"TFRecord shard {shard} does not match {where}: {what}; run `zoo convert` again")
+
+
+def read_shard(shard: str, where: str, expected: int | None = None, parse=None, decode=None) -> int:
+    """Read every record of `shard` (parsed and decoded, given `parse`): its example count; a
+    record that fails to read or parse, or a count other than `expected`, is a DataError naming it."""
+    records = tf.data.TFRecordDataset(shard)
+    if parse is not None:
+        records = parsed_records(records, parse).map(decode)
+    try:
+        count = int(records.reduce(np.int64(0), lambda n, _: n + 1))
+    except tf.errors.OpError as err:  # the message without TensorFlow's op and function names
+        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", err.message.splitlines()[0])
+        raise DataError(f"corrupt TFRecord file: {shard} ({reason})") from None
+    if expected is not None and count != expected:
+        raise mismatch(shard, where, f"{count} examples, {expected} recorded")
+    return count
+
+
+def recorded_counts(meta: dict) -> list[int | None]:
+    return [f["examples"] for f in meta["shard_files"]] if "shard_files" in meta else [None] * meta["shards"]
+
+
+def check_shards(shards: list[str], meta: dict, where: str):
+    """Every shard against `<split>.json`'s "shard_files" (module doc): byte size, then the sha256
+    of its first HEAD_BYTES, in parallel; per-shard counts that don't add up to num_examples are
+    settled by counting each shard's records. A conversion without "shard_files" passes."""
+    recorded = meta.get("shard_files")
+    if recorded is None:
+        return
+    try:
+        expected = [(int(f["bytes"]), str(f["head_sha256"]), int(f["examples"])) for f in recorded]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where}: shard_files is malformed (written by `zoo convert`?)") from None
+    if len(expected) != len(shards):
+        raise DataError(f"{where}: shard_files lists {len(expected)} shards, shards says {len(shards)}")
+
+    def problem(shard: str, recorded: tuple) -> str | None:
+        size, head, _ = recorded
+        found = tf.io.gfile.stat(shard).length
+        if found != size:
+            return f"{found} bytes, {size} recorded (truncated, or a shard of another conversion)"
+        if head_sha256(shard) != head:
+            return (f"the sha256 of its first {min(size, HEAD_BYTES)} bytes differs from the recorded one "
+                    f"(damaged, or a shard of another conversion)")
+        return None
+
+    with ThreadPoolExecutor(CHECK_THREADS) as pool:
+        found = list(pool.map(problem, shards, expected))
+    for shard, what in zip(shards, found):
+        if what:
+            raise mismatch(shard, where, what)
+    total = sum(count for _, _, count in expected)
+    if total != meta["num_examples"]:  # the JSON was edited: find the count that is wrong
+        for shard, (_, _, count) in zip(shards, expected):
+            read_shard(shard, where, count)
+        raise DataError(f"{where}: num_examples is {meta['num_examples']}, but its shards hold {total} "
+                        f"examples; run `zoo convert` again")
+
+
+def shard_diagnosis(shards: list[str], meta: dict, where: str, parse, decode):
+    """A `Split.diagnose` naming the shard that fails to read or parse, or holds another number of
+    examples than `<split>.json` records."""
 
     def diagnose(error):
-        for shard in shards:
-            try:
-                for _ in parsed_records(tf.data.TFRecordDataset(shard), parse).map(decode):
-                    pass
-            except tf.errors.OpError as err:  # the message without TensorFlow's op and function names
-                reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", err.message.splitlines()[0])
-                raise DataError(f"corrupt TFRecord file: {shard} ({reason})") from None
+        total = sum(read_shard(shard, where, count, parse, decode)
+                    for shard, count in zip(shards, recorded_counts(meta)))
+        if total != meta["num_examples"]:
+            raise DataError(f"{where}: num_examples is {meta['num_examples']}, but its shards hold {total} "
+                            f"examples (edited, or shards of another conversion); run `zoo convert` again")
 
     return diagnose
 
@@ -238,21 +330,19 @@ def load_tfrecord(data, task, split: str, truth=None) -> Split:
     where = os.path.join(root, meta_name(split))
     if meta["task"] != task.name:
         raise DataError(f"{where}: holds {meta['task']} examples, not {task.name}")
-    names = [str(n) for n in meta["class_names"]]
-    if truth is not None and names != [str(n) for n in truth.class_names]:
-        raise DataError(f"{where}: classes {preview(names)} differ from the training split's "
-                        f"({preview(truth.class_names)}); convert both splits in one `zoo convert`")
+    names = [str(n) for n in meta["class_names"]]  # mapped onto a run's classes by load_split
     shards = [os.path.join(root, shard_name(split, k, meta["shards"])) for k in range(meta["shards"])]
     present = set(split_shards(root, split))
     missing = [s for s in shards if s not in present]
     if missing:
         raise DataError(f"TFRecord shard not found: {missing[0]} ({len(missing)} of {len(shards)} missing; "
                         f"listed by {where})")
-    parse, decode = parser(meta["features"])
+    check_shards(shards, meta, where)
+    parse, decode = parser(meta["features"], data.max_pixels)
     serialized = tf.data.Dataset.from_tensor_slices(shards).interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(shards), CYCLE_LENGTH),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).with_options(sharding_options(len(shards)))
     records = parsed_records(serialized, parse).apply(tf.data.experimental.assert_cardinality(meta["num_examples"]))
     info = DatasetInfo(meta["num_classes"], names, meta["num_examples"], meta["extras"])
     # Records are parsed features, images still encoded: training shuffles these, then decodes.
-    return Split(records, info, shard_diagnosis(shards, parse, decode), decode=decode, stream=True)
+    return Split(records, info, shard_diagnosis(shards, meta, where, parse, decode), decode=decode, stream=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from zoo.config import DataConfig
-from zoo.data import IMAGE_EXTENSIONS, DatasetInfo, Split, read_image
-from zoo.errors import DataError, RecipeError
+from zoo.data import IMAGE_EXTENSIONS, MAX_PIXELS, DatasetInfo, Split, read_image
+from zoo.errors import DataError, RecipeError, quote
 from zoo.lazy import keras, tf
 
 TASKS: dict[str, "Task"] = {}
@@ -121,7 +121,7 @@ class Task:
         """Impossible values of the task's own recipe keys: a RecipeError naming the key."""
         for key, value in vars(recipe.data).items():
             if key not in DataConfig.__dataclass_fields__ and type(value) is int and value <= 0:
-                raise RecipeError(f"data.{key}: expected a positive number, got {value}")
+                raise RecipeError(f"data.{key}: expected a positive number, got {quote(value)}")
 
     # -- data --------------------------------------------------------------
     def from_tfds(self, tfds_info) -> tuple:
@@ -214,9 +214,10 @@ class Task:
         """The inputs a folder holds, by name (None: the folder is one input itself)."""
         return sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
-    def read_input(self, path):
-        """One input of `expand_inputs` decoded; a DataError naming it when unreadable."""
-        return read_image(path)
+    def read_input(self, path, max_pixels: int = MAX_PIXELS):
+        """One input of `expand_inputs` decoded; a DataError naming it when unreadable or of
+        more than `max_pixels` pixels."""
+        return read_image(path, max_pixels)
 
     # -- export (`zoo export`) -----------------------------------------------------
     # (format, dtype) exports that the format's own tools cannot make of this task's graph: why.
@@ -243,10 +244,11 @@ class Task:
         return {name: float(np.max(np.abs(np.asarray(value, np.float64) - np.asarray(got[name], np.float64))))
                 for name, value in expected.items()}
 
-    def predict(self, model, inputs, info: DatasetInfo, recipe, output_dir):
+    def predict(self, model, inputs, info: DatasetInfo, recipe, files):
         """Yield one prediction per (path, `read_input` result) pair, before the next input is
-        pulled; pictures go to output_dir. A prediction is data, which `zoo.predict.describe`
-        turns into lines: {"input": path} plus, as the task has them,
+        pulled; pictures go where `files` (`zoo.predict.OutputFiles`: one set per input) puts
+        them. A prediction is data, which `zoo.predict.describe` turns into lines:
+        {"input": path} plus, as the task has them,
           "top_k": [[class name, probability], ...]                  (classification, video)
           "objects": [{"label", "score", "box": [x, y, w, h]}, ...], "threshold"  (detection,
                      original-image pixels, the objects drawn: score >= threshold)

@@ -69,7 +69,7 @@ class Classification(Task):
         scores = np.concatenate([out["probabilities"] for out in outputs])
         return classification_metrics(scores, np.asarray(truths), info.num_classes)
 
-    def predict(self, model, inputs, info, recipe, output_dir):
+    def predict(self, model, inputs, info, recipe, files):
         serving = self.serving_model(model, recipe)
         for path, image in inputs:
             probs = serving.predict_on_batch(image[None])["probabilities"][0]

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -252,7 +251,7 @@ class Detection(Task):
         return gaps
 
     # -- prediction --------------------------------------------------------------
-    def predict(self, model, inputs, info, recipe, output_dir, agnostic_nms: bool = False):
+    def predict(self, model, inputs, info, recipe, files, agnostic_nms: bool = False):
         """Per image: {"input", "objects" (score >= DISPLAY_THRESHOLD, box [x, y, w, h] in
         original-image pixels, best first: the objects drawn), "threshold", "picture"}. With
         `agnostic_nms` (`zoo predict`'s default, `zoo.predict.PREDICT_OPTIONS`), one object
@@ -266,8 +265,6 @@ class Detection(Task):
 
         serving = serving_detector(model)
         ids = category_ids(info)
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
         results = []
         for path, original in inputs:
             found = serving.predict_on_batch(original[None])
@@ -288,12 +285,10 @@ class Detection(Task):
                 shown = [shown[i] for i in kept]
             objects = [obj for obj, _ in shown]
             drawn = [box for _, box in shown]
-            picture = output_dir / f"{Path(path).stem}_detections.png"
-            draw_detections(original, drawn).save(picture)
+            picture = files.save(draw_detections(original, drawn), path, "detections")
             yield {"input": str(path), "objects": objects, "threshold": DISPLAY_THRESHOLD,
                    "picture": str(picture)}
-        target = output_dir / "predictions.json"
-        target.write_text(json.dumps(results, indent=1))
+        target = files.write_text("predictions.json", json.dumps(results, indent=1))
         yield {"input": None,
                "message": (f"all detections (score >= {SCORE_THRESHOLD}, dataset category ids, "
                            f"COCO [x, y, w, h] pixels): {target}")}

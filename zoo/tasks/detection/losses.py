@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from zoo.data import boxes as bx
-from zoo.errors import RecipeError
+from zoo.errors import RecipeError, quote
 
 
 def _focal_terms(classes, logits, alpha, gamma):
@@ -74,7 +74,7 @@ class RetinaNetLoss(keras.losses.Loss):
                  smooth_l1_beta=0.11, name="retinanet_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if box_loss not in ("smooth_l1", "giou"):
-            raise RecipeError(f"train.loss.box_loss: expected smooth_l1 or giou, got {box_loss!r}")
+            raise RecipeError(f"train.loss.box_loss: expected smooth_l1 or giou, got {quote(box_loss)}")
         self.alpha, self.gamma = float(alpha), float(gamma)
         self.box_loss, self.box_weight = box_loss, float(box_weight)
         self.smooth_l1_beta = float(smooth_l1_beta)

@@ -173,7 +173,7 @@ def load_coco(data, task, split: str, truth=None) -> Split:
     if missing and not data.skip_corrupt:
         raise DataError(f"image file not found: {missing[0]} (listed in {ann_path}; "
                         f"{len(missing)} missing in all; data.skip_corrupt=true skips them)")
-    kept = set(drop_bad_images([p for p in paths if Path(p).is_file()], data.skip_corrupt))
+    kept = set(drop_bad_images([p for p in paths if Path(p).is_file()], data.skip_corrupt, data.max_pixels))
     _warn(ann_path, len(missing), "image file(s) listed but missing, skipped")
     records = [(p, r[1], index[r[2]], *r[3:]) for p, r in zip(paths, records) if p in kept]
     if not records:
@@ -189,15 +189,17 @@ def load_coco(data, task, split: str, truth=None) -> Split:
         "crowd": ragged(3, bool), "area": ragged(4, np.float32)})
 
     def load(record):
-        image = decode_image(record["path"])
+        image = decode_image(record["path"], data.max_pixels)
         shape = tf.shape(image)
         boxes = bx.pixels_to_normalized(bx.xywh_to_yxyx(tf.reshape(record["xywh"], [-1, 4])),
                                         shape[0], shape[1])
         return {"image": image, "boxes": tf.clip_by_value(boxes, 0.0, 1.0),
                 "labels": record["labels"], "crowd": record["crowd"], "area": record["area"]}
 
+    if truth is not None:  # the labels' classes, mapped (load_split records truth's category ids)
+        names = list(truth.class_names)
     info = DatasetInfo(len(names), names, len(records), category_extras(len(ids), ids))
-    return Split(listed, info, image_diagnosis([r[0] for r in records]), decode=load)
+    return Split(listed, info, image_diagnosis([r[0] for r in records], max_pixels=data.max_pixels), decode=load)
 
 
 def tfds_object_features(tfds_info):

@@ -22,13 +22,11 @@ Losses: losses.py; pictures (overlay + legend, palette mask PNG): drawing.py.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from zoo.data import DatasetInfo, to_rgb
 from zoo.data.augment import IGNORE_INDEX, augment_image_and_mask
-from zoo.errors import RecipeError
+from zoo.errors import RecipeError, quote
 from zoo.lazy import keras, tf
 from zoo.tasks.base import Source, Task, predict_chunks, register_task
 from zoo.tasks.segmentation.sources import PETS_CLASSES, pets_trimap_to_classes, squeeze_mask, tfds_mask_feature
@@ -97,7 +95,7 @@ class Segmentation(Task):
         from zoo.tasks.segmentation.losses import SegmentationLoss
 
         if dice_weight < 0:
-            raise RecipeError(f"train.loss.dice_weight: expected a non-negative number, got {dice_weight}")
+            raise RecipeError(f"train.loss.dice_weight: expected a non-negative number, got {quote(dice_weight)}")
         self._loss = SegmentationLoss(num_classes=info.num_classes, dice_weight=dice_weight)
         return self._loss
 
@@ -151,26 +149,21 @@ class Segmentation(Task):
                         for out, mask in zip(outputs, truths))
         return segmentation_metrics(confusion, class_names_for(info, info.num_classes), len(truths))
 
-    def predict(self, model, inputs, info, recipe, output_dir):
+    def predict(self, model, inputs, info, recipe, files):
         """Per input: the class map at the input's size (probabilities resized bilinearly, then
         argmax), saved as `<stem>_mask.png` (palette PNG of class ids) and drawn over the image
-        with a legend as `<stem>_segmentation.png`; "classes" lists the classes present, by
-        pixel fraction, largest first."""
+        with a legend as `<stem>_segmentation.png` (names: `zoo.predict.OutputFiles`);
+        "classes" lists the classes present, by pixel fraction, largest first."""
         from zoo.tasks.segmentation.drawing import mask_image, render_overlay
 
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
         num_classes = self.model_num_classes(model)
         names = class_names_for(info, num_classes)
         serving = self.serving_model(model, recipe)
         for path, image in inputs:
             classes = serving.predict_on_batch(image[None])["classes"][0]
             fractions = np.bincount(classes.ravel(), minlength=num_classes) / classes.size
-            stem = Path(path).stem
-            picture = output_dir / f"{stem}_segmentation.png"
-            render_overlay(np.asarray(image), classes, names, fractions).save(picture)
-            mask = output_dir / f"{stem}_mask.png"
-            mask_image(classes, names).save(mask)
+            picture = files.save(render_overlay(np.asarray(image), classes, names, fractions), path, "segmentation")
+            mask = files.save(mask_image(classes, names), path, "mask")
             order = sorted(range(num_classes), key=lambda i: (-fractions[i], i))
             yield {"input": str(path),
                    "classes": [[names[i], float(fractions[i])] for i in order if fractions[i] > 0],

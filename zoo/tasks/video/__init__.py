@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zoo.config import DataConfig
-from zoo.data import DatasetInfo, to_rgb
+from zoo.data import MAX_PIXELS, DatasetInfo, to_rgb
 from zoo.errors import DataError
 from zoo.lazy import keras, tf
 from zoo.tasks.base import Source, predict_all, register_task
@@ -138,29 +138,25 @@ class Video(Classification):
             return None
         return sorted(str(p) for p in folder.iterdir() if is_clip(p))
 
-    def read_input(self, path):
+    def read_input(self, path, max_pixels: int = MAX_PIXELS):
         """A clip folder or video file -> uint8 (T, H, W, 3)."""
-        return read_clip(path)
+        return read_clip(path, max_pixels)
 
-    def predict(self, model, inputs, info, recipe, output_dir):
+    def predict(self, model, inputs, info, recipe, files):
         """Per clip: {"input", "top_k" (the scores of its data.eval_clips clips averaged),
         "picture": `<stem>_frames.png`, up to 8 of the frames the model saw and the top-k
         labels (drawing.py)}. Frames per clip: the model's own T where it fixes one (a
         standalone .keras file), else data.num_frames."""
         import dataclasses
-        from pathlib import Path
 
         from zoo.tasks.video.clips import clip_indices
         from zoo.tasks.video.drawing import draw_frame_strip, strip_indices
 
         data = dataclasses.replace(recipe.data, num_frames=self.serving_frames(model, recipe))
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
         for path, video in inputs:
             clips = sample_clips(tf.constant(video), data, False, clips=data.eval_clips)
             probs = np.asarray(model.predict_on_batch(clips), dtype=np.float32).mean(axis=0)
             labels = top_k(probs, info.class_names)
             seen = clip_indices(len(video), data.num_frames, data.frame_stride, False, data.eval_clips)
-            picture = output_dir / f"{Path(path).stem}_frames.png"
-            draw_frame_strip(video, strip_indices(seen), labels, info.class_names).save(picture)
+            picture = files.save(draw_frame_strip(video, strip_indices(seen), labels, info.class_names), path, "frames")
             yield {"input": str(path), "top_k": labels, "picture": str(picture)}

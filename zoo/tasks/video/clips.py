@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data import Split, DatasetInfo, class_index, decode_image, find_bad_image
+from zoo.data import MAX_PIXELS, Split, DatasetInfo, class_index, decode_image, find_bad_image
 from zoo.data.augment import augment_image
 from zoo.errors import DataError
 from zoo.lazy import tf
@@ -87,9 +87,10 @@ def read_video_file(path) -> np.ndarray:
     return np.stack(frames)
 
 
-def decode_frames(paths):
+def decode_frames(paths, max_pixels: int = MAX_PIXELS):
     """1-D string tensor of frame files -> uint8 (T, H, W, 3)."""
-    return tf.map_fn(decode_image, paths, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    return tf.map_fn(lambda path: decode_image(path, max_pixels), paths,
+                     fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
 
 def frame_files(clip: Path) -> list[str]:
@@ -101,17 +102,18 @@ def is_clip(path) -> bool:
     return path.is_dir() or (os.path.splitext(path.name)[1].lower() in VIDEO_EXTENSIONS and path.is_file())
 
 
-def read_clip(path) -> np.ndarray:
-    """A clip folder or video file -> uint8 (T, H, W, 3), for `zoo predict`."""
+def read_clip(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A clip folder or video file -> uint8 (T, H, W, 3), for `zoo predict`; frames of more than
+    `max_pixels` pixels are refused (a video file's frames are OpenCV's)."""
     path = Path(path)
     if path.is_dir():
         frames = frame_files(path)
         if not frames:
             raise DataError(f"empty clip folder: {path} (no frame images)")
-        bad = find_bad_image(frames)
+        bad = find_bad_image(frames, max_pixels)
         if bad is not None:
             raise DataError(f"corrupt frame file: {bad} (clip {path})")
-        images = [decode_image(f).numpy() for f in frames]
+        images = [decode_image(f, max_pixels).numpy() for f in frames]
         if len({im.shape for im in images}) > 1:
             raise DataError(f"clip {path}: frames differ in size")
         return np.stack(images)
@@ -123,17 +125,17 @@ def read_clip(path) -> np.ndarray:
     raise DataError(f"not a clip folder or video file: {path}")
 
 
-def clip_diagnosis(frame_clips, video_paths):
+def clip_diagnosis(frame_clips, video_paths, max_pixels: int = MAX_PIXELS):
     """A `Split.diagnose` naming the clip whose frames failed to decode or to stack."""
 
     def diagnose(error):
         for frames in frame_clips:
-            bad = find_bad_image(frames)
+            bad = find_bad_image(frames, max_pixels)
             if bad is not None:
                 raise DataError(f"corrupt frame file: {bad} (clip {Path(bad).parent}; set "
                                 "data.skip_corrupt=true to skip such clips)") from None
         for frames in frame_clips:
-            if len({tuple(decode_image(f).shape) for f in frames}) > 1:
+            if len({tuple(decode_image(f, max_pixels).shape) for f in frames}) > 1:
                 raise DataError(f"clip {Path(frames[0]).parent}: frames differ in size") from None
         for path in video_paths:
             try:
@@ -147,16 +149,16 @@ def clip_diagnosis(frame_clips, video_paths):
 def load_folder(data, task, split: str, truth=None) -> Split:
     """`<path>/<split>/<class_name>/<clip folder of frames | video file>`, classes = sorted folders
     (mapped by name onto the training split's, `truth`, for the other splits)."""
-    split_dir, classes = class_folders(Path(data.path), split)
+    split_dir, classes, broken = class_folders(Path(data.path), split)
     index = class_index(classes, truth, split_dir)
-    items, labels = list_class_files(split_dir, classes, is_clip)
+    items, labels = list_class_files(split_dir, classes, is_clip, broken)
     labels = [index[label] for label in labels]
     frame_clips, frame_labels, videos, video_labels, skipped = [], [], [], [], 0
     for item, label in zip(items, labels):
         path = Path(item)
         if path.is_dir():
             frames = frame_files(path)
-            if not frames or (data.skip_corrupt and find_bad_image(frames) is not None):
+            if not frames or (data.skip_corrupt and find_bad_image(frames, data.max_pixels) is not None):
                 if data.skip_corrupt:
                     skipped += 1
                     continue
@@ -188,10 +190,11 @@ def load_folder(data, task, split: str, truth=None) -> Split:
         "label": tf.constant(frame_labels + video_labels, tf.int64)})
 
     def decode(record):
-        video = tf.cond(record["file"] == "", lambda: decode_frames(record["frames"]),
+        video = tf.cond(record["file"] == "", lambda: decode_frames(record["frames"], data.max_pixels),
                         lambda: tf.numpy_function(read_video_file, [record["file"]], tf.uint8, stateful=False))
         video.set_shape([None, None, None, 3])
         return {"video": video, "label": record["label"]}
 
-    info = DatasetInfo(len(classes), classes, len(clips))
-    return Split(records, info, clip_diagnosis(frame_clips, videos), decode=decode)
+    names = classes if truth is None else list(truth.class_names)  # the labels' classes, mapped
+    info = DatasetInfo(len(names), names, len(clips))
+    return Split(records, info, clip_diagnosis(frame_clips, videos, data.max_pixels), decode=decode)
