@@ -34,8 +34,10 @@ write_atomic = run_dir.write_atomic
 def write_half_then_die(path, data):  # checkpoints and model.keras go to disk through write_atomic
     if str(path).endswith(".weights.h5"):
         calls[0] += 1
-    if fault in (f"checkpoint:{calls[0]}" if str(path).endswith(".weights.h5") else "",
-                 "model" if path.name == "model.keras" else ""):
+        dies = fault == f"checkpoint:{calls[0]}"
+    else:
+        dies = fault == "model" and path.name == "model.keras"
+    if dies:
         path.with_name(path.name + ".tmp").write_bytes(data[:len(data) // 2])
         os.kill(os.getpid(), signal.SIGKILL)
     write_atomic(path, data)

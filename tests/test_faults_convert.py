@@ -250,3 +250,44 @@ def test_a_conversion_without_shard_records_still_loads_and_its_faults_are_named
     shard.write_bytes(bytes(data))
     code, _, err = run_cli(capsys, "evaluate", "digits_cnn", "data.source=tfrecord", f"data.path={tfr}")
     assert code == 2 and f"corrupt TFRecord file: {shard}" in one_line(err)
+
+
+# ---------------------------------------------------------------- defect 7: a full disk
+
+
+def test_a_convert_past_the_file_size_limit_is_one_line_and_keeps_the_previous_conversion(tmp_path, capsys, tfr):
+    """RLIMIT_FSIZE in the child (SIGXFSZ ignored: a write past 64 KiB fails with EFBIG, as on a full
+    disk, without root); the first training shard (~100 KB) does not fit."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    before = files(tfr)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", *CONVERT, str(tfr), "--shards", "2"], env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert zoo_lines(done.stderr) == [f"zoo: error: cannot write {tfr / shard_name('train', 0, 2)}: File too large"]
+    assert files(tfr) == before  # no .partial file left; the earlier conversion as it was
+    code, stdout, err = run_cli(capsys, "evaluate", "digits_cnn", "data.source=tfrecord", f"data.path={tfr}")
+    assert code == 0 and '"num_examples": 360' in stdout, err
+
+
+def test_a_full_disk_writing_the_json_names_it(tmp_path, capsys, tfr, monkeypatch):
+    """tf.io reports ENOSPC as ResourceExhaustedError, its message "<file>; No space left on device"."""
+    import tensorflow as tf
+
+    gfile = tf.io.gfile.GFile
+
+    def full_disk_for_json(path, mode="r"):
+        if path.endswith(".json.partial"):
+            raise tf.errors.ResourceExhaustedError(None, None, f"{path}; No space left on device")
+        return gfile(path, mode)
+
+    before = files(tfr)
+    monkeypatch.setattr(tf.io.gfile, "GFile", full_disk_for_json)
+    code, _, err = run_cli(capsys, *CONVERT, tfr, "--shards", "2")
+    assert code == 2 and one_line(err) == f"zoo: error: cannot write {tfr / 'train.json'}: No space left on device\n"
+    assert files(tfr) == before

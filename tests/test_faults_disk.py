@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import h5py
+import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -31,6 +33,15 @@ def zoo(*args, **kwargs):
 def zoo_lines(stderr: str) -> list[str]:
     """The lines the zoo wrote, without TensorFlow's start-up lines."""
     return [line for line in stderr.splitlines() if line.startswith("zoo:")]
+
+
+def limit_file_size(size: int):
+    """A preexec_fn: files of at most `size` bytes (RLIMIT_FSIZE), a write past it failing with
+    EFBIG (SIGXFSZ ignored) as on a full disk; no root needed."""
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return preexec
 
 
 @pytest.fixture
@@ -92,12 +103,8 @@ def test_a_file_size_limit_is_one_line_and_leaves_the_old_file(tmp_path):
     script = (f"from pathlib import Path; from zoo import run_dir\n"
               f"run_dir.write_atomic(Path({str(target)!r}), {'x' * 20000!r})\n")
 
-    def limit_file_size():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
-
     done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True,
-                          timeout=120, preexec_fn=limit_file_size)
+                          timeout=120, preexec_fn=limit_file_size(8192))
     assert done.returncode == 1
     assert f"DiskFull: cannot write {target}: File too large" in done.stderr
     assert target.read_text() == "the previous version\n"
@@ -126,3 +133,42 @@ def test_a_full_disk_elsewhere_in_a_run_gets_the_same_line(tmp_path):
                     PermissionError(errno.EACCES, "Permission denied", str(events))):
         with pytest.raises(type(failure)), run_dir.disk_full_hint(tmp_path):
             raise failure
+
+
+def test_a_first_checkpoint_past_the_file_size_limit_is_one_line(tmp_path):
+    """digits_cnn's checkpoint takes ~300 KB: under a 100 KiB limit the first one fails."""
+    run = tmp_path / "run"
+    done = zoo("train", "digits_cnn", "train.epochs=2", "train.validate=false", "train.verbose=0",
+               "--output", run, preexec_fn=limit_file_size(100 * 1024))
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert zoo_lines(done.stderr) == [
+        f"zoo: error: cannot write {run / 'checkpoints' / 'epoch-0001.weights.h5'}: File too large; "
+        f"no epoch was checkpointed: free some space and train again"]
+    assert not [p for p in run.rglob("*") if "tmp" in p.name or p.suffix in (".h5", ".keras")]
+
+
+def test_a_model_file_is_built_in_memory_and_past_the_limit_leaves_the_old_one(tmp_path):
+    """model.keras / best.keras go to disk through write_atomic only, even where Keras finds memory
+    short (before: h5py wrote a temporary HDF5 file beside it, and failed with a multi-line error)."""
+    target = tmp_path / "model.keras"
+    target.write_text("the previous version\n")
+    script = (f"from pathlib import Path; from zoo import run_dir; from zoo.models.simple_cnn import digits_cnn\n"
+              f"from keras.src.saving import saving_lib; saving_lib.is_memory_sufficient = lambda model: False\n"
+              f"run_dir.save_model_atomic(digits_cnn(), Path({str(target)!r}))\n")
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True,
+                          timeout=120, preexec_fn=limit_file_size(64 * 1024))
+    assert done.returncode == 1
+    assert f"DiskFull: cannot write {target}: File too large" in done.stderr
+    assert target.read_text() == "the previous version\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    # Without a limit: the archive model.save writes, loadable by the zoo and by Keras.
+    from zoo.models import load_model_file
+    from zoo.models.simple_cnn import digits_cnn
+
+    model = digits_cnn()
+    run_dir.save_model_atomic(model, target)
+    image = np.random.default_rng(0).random((2, 8, 8, 3), np.float32)
+    for loaded in (load_model_file(target), keras.saving.load_model(target)):
+        np.testing.assert_allclose(loaded.predict(image, verbose=0), model.predict(image, verbose=0), rtol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]

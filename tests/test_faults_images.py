@@ -218,10 +218,9 @@ def test_an_oversized_mask_is_the_zoos_one_line_without_pillows_warning(tmp_path
 
 
 def test_an_oversized_image_header_is_read_without_pillows_check(tmp_path, recwarn):
-    from PIL import Image as pillow
     from zoo.tasks.segmentation.sources import image_size
 
-    limit = pillow.MAX_IMAGE_PIXELS
+    limit = Image.MAX_IMAGE_PIXELS
     assert image_size(write_png_bomb(tmp_path / "big.png", 15000)) == (15000, 15000)
-    assert not [w for w in recwarn if issubclass(w.category, pillow.DecompressionBombWarning)]
-    assert pillow.MAX_IMAGE_PIXELS == limit  # lifted for that call only
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert Image.MAX_IMAGE_PIXELS == limit  # lifted for that call only

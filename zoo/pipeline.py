@@ -209,7 +209,7 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
     train_ds = runtime.auto_shard(task.make_dataset(train_split, recipe, True,
                                                     _should_cache(recipe, task, train_split)))
     eval_ds = runtime.auto_shard(task.make_dataset(eval_split, recipe, False,
-                                                   _should_cache(recipe, task, eval_split)))
+                                                   _should_cache(recipe, task, eval_split)), evaluation=True)
     steps = _steps_per_epoch(recipe, train_ds, info)
     cfg = recipe.train
     head_only = HeadOnly(model, get_entry(recipe.model.name).head) if cfg.freeze_epochs else None

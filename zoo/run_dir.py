@@ -130,7 +130,7 @@ def weights_file(model) -> bytes:
 @contextlib.contextmanager
 def disk_full_hint(out: Path):
     """A run stopped by a full disk: DiskFull's line (or the same line for a write elsewhere: an
-    OSError naming its file, TensorBoard's ResourceExhaustedError), then what its checkpoints keep
+    OSError or a tf.io error naming its file: `disk_full`), then what its checkpoints keep
     and how to go on."""
     try:
         yield

@@ -8,6 +8,7 @@ where SIGTERM and Ctrl-C stop it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from zoo.errors import RecipeError, ZooError
+from zoo.errors import RecipeError, ZooError, quote
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def cluster_worker(environ=os.environ) -> Worker:
     """This process's place in the cluster that the TF_CONFIG environment variable describes
     (`{"cluster": {"chief": [...], "worker": ["host:port", ...]}, "task": {"type": "worker",
     "index": 0}}`, as Kubernetes TFJob or Vertex AI set it). Ranks: the chief 0, then the workers
-    in order; without a chief, worker 0 is the chief. A mismatch is a RecipeError naming TF_CONFIG."""
+    in order; without a chief, worker 0 is the chief. A mismatch is a RecipeError naming TF_CONFIG.
+    It only reads: sources call it too (tfrecord sharding), after TensorFlow's server took the port."""
     text = environ.get("TF_CONFIG")
     if not text:
         raise RecipeError("runtime.distribution: multi_worker reads the cluster from the TF_CONFIG "
@@ -144,16 +146,16 @@ def cluster_worker(environ=os.environ) -> Worker:
     jobs = {job: cluster.get(job, []) for job in ("chief", "worker")}
     other = sorted(set(cluster) - set(jobs))
     if other:
-        raise RecipeError(f"TF_CONFIG: cluster job(s) {', '.join(other)}: multi_worker takes a chief "
-                          f"and workers only")
+        raise RecipeError(f"TF_CONFIG: cluster job(s) {quote(', '.join(other), as_repr=False)}: "
+                          f"multi_worker takes a chief and workers only")
     for job, addresses in jobs.items():
         if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
             raise RecipeError(f'TF_CONFIG: cluster.{job}: expected a list of "host:port" addresses, '
-                              f"got {addresses!r}")
+                              f"got {quote(addresses)}")
         for address in addresses:
             port = address.rpartition(":")[2]
-            if not (port.isdigit() and 0 < int(port) < 65536):
-                raise RecipeError(f"TF_CONFIG: cluster.{job}: address {address[:80]!r} has no valid port "
+            if not (port.isascii() and port.isdecimal() and 0 < int(port) < 65536):
+                raise RecipeError(f"TF_CONFIG: cluster.{job}: address {quote(address)} has no valid port "
                                   f"(expected host:port, the port a number from 1 to 65535)")
     if len(jobs["chief"]) > 1:
         raise RecipeError(f"TF_CONFIG: cluster.chief lists {len(jobs['chief'])} addresses; a cluster "
@@ -161,25 +163,26 @@ def cluster_worker(environ=os.environ) -> Worker:
     addresses = jobs["chief"] + jobs["worker"]
     repeated = sorted({a for a in addresses if addresses.count(a) > 1})
     if repeated:
-        raise RecipeError(f"TF_CONFIG: address {repeated[0]} is listed twice in the cluster")
+        raise RecipeError(f"TF_CONFIG: address {quote(repeated[0], as_repr=False)} is listed twice in the "
+                          f"cluster")
     task = config.get("task")
     kind, index = (task.get("type"), task.get("index")) if isinstance(task, dict) else (None, None)
     if kind not in jobs:
-        raise RecipeError(f'TF_CONFIG: task.type must be "chief" or "worker", got {kind!r}')
+        raise RecipeError(f'TF_CONFIG: task.type must be "chief" or "worker", got {quote(kind)}')
     if not jobs[kind]:
         raise RecipeError(f"TF_CONFIG: task.type is {kind} but the cluster lists no {kind} "
                           f"(cluster: {', '.join(j for j in jobs if jobs[j])})")
     if type(index) is not int or not 0 <= index < len(jobs[kind]):
-        raise RecipeError(f"TF_CONFIG: task.index {index!r} is out of range: cluster.{kind} lists "
+        raise RecipeError(f"TF_CONFIG: task.index {quote(index)} is out of range: cluster.{kind} lists "
                           f"{len(jobs[kind])} address(es), indices 0-{len(jobs[kind]) - 1}")
     rank = index + (len(jobs["chief"]) if kind == "worker" else 0)
-    bind_port(addresses[rank], f"{kind}:{index}").close()  # taken: one line now, not gRPC's errors later
     return Worker(rank, len(addresses), f"{kind}:{index}", tuple(addresses))
 
 
 def bind_port(address: str, task: str) -> socket.socket:
     """A socket bound to `address`'s port on every interface, where TensorFlow's server for `task`
-    will listen; a port another process holds is a RecipeError naming TF_CONFIG."""
+    will listen; a port that cannot be bound (another process holds it, or it needs root) is a
+    RecipeError naming TF_CONFIG."""
     port = int(address.rpartition(":")[2])
     probe = socket.socket()
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket's TIME_WAIT is no user
@@ -187,14 +190,22 @@ def bind_port(address: str, task: str) -> socket.socket:
         probe.bind(("", port))
     except OSError as err:
         probe.close()
-        raise RecipeError(f"TF_CONFIG: task {task} listens on {address}, but port {port} cannot be "
-                          f"bound ({err.strerror}): another process uses it") from None
+        why = {errno.EADDRINUSE: "another process uses it",
+               errno.EACCES: "permission denied (ports below 1024 need root)"}.get(err.errno, err.strerror)
+        raise RecipeError(f"TF_CONFIG: task {task} listens on {quote(address, as_repr=False)}, but port "
+                          f"{port} cannot be bound: {why}") from None
     return probe
 
 
 def this_worker(runtime) -> Worker:
-    """`cluster_worker` for `runtime.distribution: multi_worker`, the only worker otherwise."""
-    return cluster_worker() if runtime.distribution == "multi_worker" else Worker()
+    """The training process's place: `cluster_worker` for `runtime.distribution: multi_worker`,
+    its port checked free before TensorFlow starts (one line now, not gRPC's errors later); the
+    only worker otherwise."""
+    if runtime.distribution != "multi_worker":
+        return Worker()
+    worker = cluster_worker()
+    bind_port(worker.addresses[worker.rank], worker.task).close()
+    return worker
 
 
 class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -288,13 +299,14 @@ def gather_from_workers(strategy, values: list[int]):
     return strategy.gather(per_replica, axis=0).numpy()
 
 
-def auto_shard(dataset):
+def auto_shard(dataset, evaluation: bool = False):
     """`dataset` as a multi-worker strategy splits it across workers: as its source chose (the
     tfrecord source: FILE, each worker reads its own files), else DATA: every worker runs the
     input pipeline and keeps its share of each global batch (docs/distributed.md). Other
-    strategies ignore the setting."""
+    strategies ignore the setting. An `evaluation` dataset is always split by DATA: every worker
+    evaluates the whole split, and a cache that Keras' validation fills holds all of it."""
     policy = tf.data.experimental.AutoShardPolicy
-    if dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
+    if not evaluation and dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
         return dataset
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = policy.DATA

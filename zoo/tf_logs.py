@@ -6,7 +6,8 @@ are on", "Could not find cuda drivers", "failed call to cuInit"), some of them w
 TF_CPP_MIN_LOG_LEVEL says. For that window the CLI points fd 2 at a pipe to a filter process
 (this file, run as a script) that passes on at once every line that is not a TensorFlow log line
 (Python warnings, anything else), and TensorFlow's FATAL lines: they show even when TensorFlow
-aborts the process (a CPU without the instructions it was built for). After the window TF_CPP_MIN_LOG_LEVEL=2: TensorFlow's errors show.
+aborts the process (a CPU without the instructions it was built for). After the window
+TF_CPP_MIN_LOG_LEVEL=2: TensorFlow's errors show.
 `--debug` or ZOO_TF_LOGS=1 shows all of TensorFlow's lines; a TF_CPP_MIN_LOG_LEVEL the user set
 chooses which levels show, in the window too.
 """
@@ -55,8 +56,8 @@ def kept(line: str, min_level: int) -> bool:
 @contextlib.contextmanager
 def filtered_stderr(min_level: int):
     """Send fd 2 through a filter process that writes the lines `kept` to the real stderr as they
-    come. A process of its own: it needs not this interpreter's lock (a library loading under it
-    cannot block it), and it outlives an abort, so a FATAL line still shows."""
+    come. A process of its own: it does not need this interpreter's lock (a library loading under
+    it cannot block it), and it outlives an abort, so a FATAL line still shows."""
     if sys.stderr is None:  # no stderr at all (`2>&-`): nothing to keep clean
         yield
         return
