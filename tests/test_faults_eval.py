@@ -217,7 +217,7 @@ def test_a_run_uses_the_data_it_read_from_any_folder(tmp_path, capsys, monkeypat
 def test_recorded_paths_are_absolute_but_remote_ones_kept(tmp_path, monkeypatch):
     """What a run records: a local data.path and tfds data.data_dir made absolute (from the
     folder the run started in), a gs:// path as it is, a recipe without paths unchanged."""
-    from zoo.run_dir import absolute_data_paths
+    from zoo.resume import absolute_data_paths
 
     monkeypatch.chdir(tmp_path)
     local = absolute_data_paths(tiny("digits_cnn", "data.source=folder", "data.path=data/x", "data.data_dir=tfds"))

@@ -30,6 +30,7 @@ from zoo.models import create_model, get_entry, load_model_file
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, check_run_name, load_recipe
+from zoo.resume import absolute_data_paths, check_resume
 from zoo.tasks import get_task
 from zoo.tasks.base import progress
 
@@ -195,13 +196,13 @@ def _check_workers_agree(strategy, out: Path, resumed_epoch: int, steps: int, ep
 
 def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: Path) -> Run:
     """`write_dir`: where this process writes, the run directory `out` (the chief) or its own."""
-    recipe = run_dir.absolute_data_paths(recipe)  # what recipe.yaml records: the data this run reads
+    recipe = absolute_data_paths(recipe)  # what recipe.yaml records: the data this run reads
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
     train_split = load_split(recipe, task, recipe.data.train_split)
     info = _with_num_classes(recipe, train_split.info)
     _check_classes(task, info)
-    changed = run_dir.check_resume(out, recipe, info.class_names) if resume else []
+    changed = check_resume(out, recipe, info.class_names) if resume else []
     eval_split = load_split(recipe, task, recipe.data.eval_split, truth=info)
     with strategy.scope():
         model = build_model(recipe, task, info)

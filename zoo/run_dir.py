@@ -11,7 +11,7 @@
 * `best.keras` holds the epoch with the best main metric; a resumed run knows the best so far
   (from history.csv), so a worse epoch never replaces it, and early stopping counts on.
 * `--resume` refuses, before anything is written, a recipe whose model or data shapes differ
-  from the run's.
+  from the run's (zoo/resume.py).
 * In a multi-worker job only the chief writes the run directory; every other worker writes its
   own temporary directory, removed at the end.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
-import dataclasses
 import errno
 import fcntl
 import io
@@ -37,16 +36,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo.data import preview
 from zoo.errors import ZooError, cannot_write, make_folder
 
 LOCK_NAME = ".lock"
 STATE_NAME = "state.json"
 # Recipe keys that fix the model or the shapes of its data: a resumed run cannot change them.
-FIXED_ON_RESUME = ("task", "model", "data.image_size", "data.num_classes", "data.num_frames",
-                   "train.optimizer.name", "runtime.mixed_precision")
-
-
 # What a full disk raises: ENOSPC; EDQUOT past a quota; EFBIG past a file size limit (RLIMIT_FSIZE).
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -212,55 +206,6 @@ def worker_directory(rank: int, resumed_run: Path | None):
 
 
 # ------------------------------------------------------------------------------ resume
-
-
-def _flatten(tree: dict, prefix="") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def absolute_data_paths(recipe):
-    """`recipe` with its local `data.path` and `data.data_dir` absolute, as a run records them in
-    its recipe.yaml: a run's data is the data it read, wherever export, evaluate or --resume run
-    from later. Remote paths (gs://...) stay as they are."""
-    absolute = {key: os.path.abspath(os.path.expanduser(value)) for key in ("path", "data_dir")
-                if isinstance(value := getattr(recipe.data, key, None), str) and value and "://" not in value}
-    if not absolute:
-        return recipe
-    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **absolute))
-
-
-def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
-    """Compare a resumed run's new recipe and classes with the saved ones before anything is
-    written: keys that fix the model or data shapes must not change (ZooError naming them);
-    returns the other changed keys as "key: old -> new" lines."""
-    from zoo.recipe import load_recipe
-
-    saved_path = out / "recipe.yaml"
-    if not saved_path.is_file():
-        return []
-    # Both with absolute paths: a relative data.path given again from the same folder is no change.
-    old = _flatten(absolute_data_paths(load_recipe(saved_path)).to_dict())
-    new = _flatten(absolute_data_paths(recipe).to_dict())
-    changed = [k for k in sorted(old.keys() | new.keys()) if k != "name" and old.get(k) != new.get(k)]
-    fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in FIXED_ON_RESUME)]
-    if fixed:
-        details = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
-        raise ZooError(f"--resume: {details}: these keys fix the model or its data shapes and cannot "
-                       f"change in a resumed run (start a new run with another --output)")
-    meta = out / "dataset.json"
-    if meta.is_file():
-        saved_classes = json.loads(meta.read_text()).get("class_names")
-        if saved_classes is not None and list(saved_classes) != list(class_names):
-            raise ZooError(f"--resume: the training data's classes changed since the run started "
-                           f"({len(saved_classes)} -> {len(class_names)} classes: "
-                           f"[{preview(saved_classes)}] -> [{preview(class_names)}])")
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
 # ------------------------------------------------------------------------------ divergence
