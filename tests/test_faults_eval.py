@@ -77,6 +77,22 @@ def test_a_three_class_run_evaluated_on_ten_digits_is_one_line(tmp_path, capsys)
     assert "lacks: 3, 4, 5, 6, 7, 8, 9" in err and "training classes: 0, 1, 2" in err, err
 
 
+def test_pretrained_weights_are_evaluated_against_their_own_class_names(tmp_path, capsys):
+    """`--weights digits` (a tag: no run, no dataset.json) on folders zero..nine scored 0.10 with
+    exit 0, and on 3 folders scored a fresh random head: the weights table's class names are the
+    truth too. The digits in folders named 0..9 but listed 0, 1, 2 only: mapped, scored right."""
+    words = digits_folder(tmp_path / "words", DIGIT_WORDS, keep={0, 1, 2})
+    for weights in ("digits", "pretrained"):
+        code, _, err = run_cli(capsys, "evaluate", "digits_cnn", "data.source=folder", f"data.path={words}",
+                               "--weights", weights)
+        assert code == 2 and err.count("\n") == 1 and "lacks: one, two, zero" in err, err
+    digits = digits_folder(tmp_path / "digits", keep={0, 1, 2})
+    code, out, err = run_cli(capsys, "evaluate", "digits_cnn", "data.source=folder", f"data.path={digits}",
+                             "--weights", "digits")
+    metrics = json.loads(out.splitlines()[-1])
+    assert code == 0 and metrics["accuracy"] > 0.95 and metrics["num_examples"] < 150, (out, err)
+
+
 def test_the_same_classes_in_another_order_are_remapped_and_scored_right(tmp_path, capsys):
     """The synthetic shapes (circle, square, triangle, cross, ring, star) written to class folders
     (sorted: circle, cross, ring, square, star, triangle): a run trained on the folder, evaluated on

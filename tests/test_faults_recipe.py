@@ -177,6 +177,20 @@ def test_a_training_run_prints_only_the_zoos_lines_on_stderr(tmp_path):
     assert rc == 0, err
     assert "run directory:" in out
     assert all(line.startswith(("zoo:", "warning:")) for line in err), err
+    # Images read from files: TensorFlow's C++ E line about a oneDNN uint8 fallback, absl's about a
+    # replaced tf.data option (a TFRecord stream) came after start-up.
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in "ab":
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            for i in range(8):
+                Image.new("RGB", (8, 8), (200 * (label == "a"), i, 0)).save(tmp_path / "data" / split / label / f"{i}.png")
+    rc, out, err = zoo_run(tmp_path, "convert", "digits_cnn", "data.source=folder", "data.path=data", "--output", "tfr")
+    assert rc == 0 and err == [], err
+    rc, out, err = zoo_run(tmp_path, "train", "digits_cnn", "data.source=tfrecord", "data.path=tfr", "train.epochs=1",
+                           "train.verbose=0", "data.batch_size=4", "--output", "run2")
+    assert rc == 0 and err == [], err
 
 
 DRIVER = "import sys, zoo.cli; rc = zoo.cli.main(sys.argv[1:]); print('tensorflow' in sys.modules); sys.exit(rc)"

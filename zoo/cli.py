@@ -172,7 +172,8 @@ def cmd_convert(args):
     from zoo.convert import convert
 
     convert(recipe, args.output, args.shards)
-    print("train from it: " + shlex.join(["zoo", "train", args.recipe, *args.overrides, "data.source=tfrecord",
+    kept = [o for o in args.overrides if o.partition("=")[0].strip() not in ("data.source", "data.path")]
+    print("train from it: " + shlex.join(["zoo", "train", args.recipe, *kept, "data.source=tfrecord",
                                           f"data.path={args.output}"]))
 
 

@@ -25,8 +25,8 @@ from zoo import run_dir, runtime
 from zoo.data import DatasetInfo, load_split, preview
 from zoo.data.image_files import oversized_image
 from zoo.fit_callbacks import EpochSummary, EpochTensorBoard, EpochTimer, HeadOnly, MainMetric
-from zoo.errors import DataError, RecipeError, ZooError
-from zoo.models import create_model, get_entry, load_model_file
+from zoo.errors import DataError, RecipeError, ZooError, cannot_write, make_folder
+from zoo.models import create_model, get_entry, get_spec, load_model_file
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, check_run_name, load_recipe
@@ -305,12 +305,19 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
     return Run(out, model, metrics, merged)
 
 
-def run_info(weights) -> DatasetInfo | None:
-    """The class list saved with the run that `weights` (a run directory or a model file inside
-    one) belongs to: the truth for evaluating them; None for weights from elsewhere."""
+def run_info(weights, model_name: str) -> DatasetInfo | None:
+    """The class list of `weights`, the truth for evaluating them: saved with the run they belong
+    to (a run directory or a model file inside one), or a pretrained tag's (`pretrained`: the
+    model's default tag) from the weights table; None for weights from elsewhere."""
     path = Path(str(weights))
-    if weights is None or not path.exists():  # none, or a pretrained tag
+    if weights is None:
         return None
+    if not path.exists():  # a pretrained tag, or a file or URL that `load_weights_into` reports
+        if weights != "pretrained" and (path.suffix or "/" in str(weights)):
+            return None
+        spec = get_spec(model_name if weights == "pretrained" else f"{model_name}.{weights}")
+        names = list(spec.class_names)
+        return DatasetInfo(len(names), names) if names else None
     meta = (path if path.is_dir() else path.parent) / "dataset.json"
     if not meta.is_file():
         return None
@@ -332,11 +339,11 @@ def load_weights_into(recipe, task, info, weights):
 def write_metrics(output_dir, metrics: dict):
     """`metrics.json` in `output_dir`; a place that cannot be written is a one-line ZooError."""
     path = Path(output_dir) / "metrics.json"
+    make_folder(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         run_dir.write_atomic(path, json.dumps(metrics, indent=2))
     except OSError as err:
-        raise ZooError(f"cannot write {path}: {err.strerror or err}") from None
+        raise cannot_write(path, err) from None
 
 
 def evaluate(recipe, weights=None, output_dir=None, verbose=None) -> dict:
@@ -346,7 +353,7 @@ def evaluate(recipe, weights=None, output_dir=None, verbose=None) -> dict:
     recipe = _as_recipe(recipe)
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
-    split = load_split(recipe, task, recipe.data.eval_split, truth=run_info(weights))
+    split = load_split(recipe, task, recipe.data.eval_split, truth=run_info(weights, recipe.model.name))
     info = _with_num_classes(recipe, split.info)
     with strategy.scope():
         if weights is None:

@@ -7,7 +7,9 @@ TF_CPP_MIN_LOG_LEVEL says. For that window the CLI points fd 2 at a pipe to a fi
 (this file, run as a script) that passes on at once every line that is not a TensorFlow log line
 (Python warnings, anything else), and TensorFlow's FATAL lines: they show even when TensorFlow
 aborts the process (a CPU without the instructions it was built for). After the window
-TF_CPP_MIN_LOG_LEVEL=2: TensorFlow's errors show.
+TF_CPP_MIN_LOG_LEVEL=3 and absl's Python logger at ERROR: a failing TensorFlow op raises in
+Python (the zoo's one line), so its C++ E lines and absl's warnings (a oneDNN fallback, a
+tf.data option replaced) are noise.
 `--debug` or ZOO_TF_LOGS=1 shows all of TensorFlow's lines; a TF_CPP_MIN_LOG_LEVEL the user set
 chooses which levels show, in the window too.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
 import re
 import signal
@@ -40,7 +43,9 @@ def quiet_tensorflow(debug: bool = False):
     # The window's E lines are about accelerators that are absent or plugins registered twice;
     # TensorFlow goes on with the devices it found, so by default only FATAL lines are kept there.
     window_level = int(user_level) if user_level in ("0", "1", "2", "3") else 3
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not user_level:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        logging.getLogger("absl").setLevel(logging.ERROR)
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImport(window_level))
 
