@@ -49,7 +49,8 @@ def test_a_worker_waiting_for_its_peers_stops_on_a_signal(tmp_path, sent):
         if not rank_line.startswith("multi-worker: worker 0 of 2"):
             worker.kill()
             pytest.fail(rank_line + worker.communicate(timeout=20)[1][-2000:])
-        time.sleep(2)  # well inside the wait (before the fix: inside TensorFlow, deaf to both signals)
+        waiting = read_line(worker.stdout)  # after 5 s inside the wait (before the fix: inside
+        assert waiting.startswith("waiting for the other workers"), waiting  # TensorFlow, deaf to both)
         worker.send_signal(sent)
         sent_at = time.monotonic()
         stdout, stderr = worker.communicate(timeout=20)
