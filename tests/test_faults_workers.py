@@ -41,9 +41,12 @@ def test_a_worker_waiting_for_its_peers_stops_on_a_signal(tmp_path, sent):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
            "TF_CONFIG": tf_config(cluster, "worker", 0)}
     out = tmp_path / "run"
+    # As from a terminal: a shell's background job (`.ci/run &`) starts with SIGINT ignored, and
+    # the zoo leaves an ignored signal ignored.
     worker = subprocess.Popen([sys.executable, "-m", "zoo.cli", "train", "digits_cnn",
                                "runtime.distribution=multi_worker", "train.epochs=1", "--output", str(out)],
-                              env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=lambda: signal.signal(sent, signal.SIG_DFL))
     try:
         rank_line = read_line(worker.stdout)  # printed before the wait for the peers begins
         if not rank_line.startswith("multi-worker: worker 0 of 2"):
