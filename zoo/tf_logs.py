@@ -16,8 +16,6 @@ chooses which levels show, in the window too.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import importlib.util
 import logging
 import os
 import re
@@ -46,8 +44,9 @@ def quiet_tensorflow(debug: bool = False):
     if not user_level:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         logging.getLogger("absl").setLevel(logging.ERROR)
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietImport(window_level))
+    from zoo.import_hook import around_import  # here: the filter process runs this file alone
+
+    around_import("tensorflow", _filtered_import(window_level))
 
 
 def kept(line: str, min_level: int) -> bool:
@@ -98,34 +97,15 @@ def _pass_kept_lines(source, sink, min_level: int):
             pass
 
 
-class _QuietImport(importlib.abc.MetaPathFinder):
-    """Finds `tensorflow` on its first import and has it loaded inside `filtered_stderr`."""
+def _filtered_import(min_level: int):
+    """`import_hook.around_import`'s `run` for TensorFlow: its import and first device listing
+    (which logs too: cuInit) inside `filtered_stderr`."""
+    def run(module, execute):
+        with filtered_stderr(min_level):
+            execute()
+            module.config.list_physical_devices()
 
-    def __init__(self, min_level: int):
-        self.min_level = min_level
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader, self.min_level)
-        return spec
-
-
-class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader, min_level: int):
-        self.loader, self.min_level = loader, min_level
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        module.__spec__.loader = module.__loader__ = self.loader  # TensorFlow sees its own loader
-        with filtered_stderr(self.min_level):
-            self.loader.exec_module(module)
-            module.config.list_physical_devices()  # the first listing logs too (cuInit)
+    return run
 
 
 if __name__ == "__main__":  # the filter process that `filtered_stderr` starts
