@@ -1,7 +1,11 @@
 """runtime.mixed_precision auto on a CPU: bfloat16 only where the CPU computes it natively
 (AVX512-BF16 or AMX; elsewhere TensorFlow emulates it, several times slower than float32), the
 choice and its reason in the run log, and no shipped recipe forcing a precision."""
+import os
 import platform
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,21 @@ def test_no_shipped_recipe_forces_a_precision():
     assert len(recipes) > 10
     forced = {path.name: load_recipe(path).runtime.mixed_precision for path in recipes}
     assert {name: p for name, p in forced.items() if p != "auto"} == {}
+
+
+def test_zoo_train_on_a_cpu_without_native_bfloat16_trains_in_float32(tmp_path):
+    """The path of every AVX2-only CPU, end to end: a real `zoo train` in a private mount namespace
+    whose /proc/cpuinfo lacks avx512_bf16 and amx_bf16 (root; skipped where unshare is refused)."""
+    plain = tmp_path / "cpuinfo"
+    plain.write_text(re.sub(r"\b(avx512_bf16|amx_bf16)\b", "", Path("/proc/cpuinfo").read_text()))
+    run = tmp_path / "run"
+    script = (f"mount --bind {plain} /proc/cpuinfo && exec {sys.executable} -m zoo.cli train digits_cnn "
+              f"train.epochs=1 train.verbose=0 --output {run}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, text=True, capture_output=True,
+                          timeout=300)
+    if proc.returncode != 0 and "unshare" in proc.stderr and "Operation not permitted" in proc.stderr:
+        pytest.skip("no mount namespace here (needs root)")
+    assert proc.returncode == 0, proc.stderr
+    assert "policy float32 (auto: CPU without native bfloat16)" in proc.stdout
+    assert (run / "recipe.yaml").read_text().startswith("# resolved: runtime.mixed_precision float32")
