@@ -199,12 +199,12 @@ def _write_failure(err, folder: Path) -> str | None:
     """Why writing into `folder` failed, where `err` (Python's or TensorFlow's) says the disk or
     the folder refused it (full, read-only, no permission...); None for any other error, and for
     one about another file (e.g. calibration data that cannot be read)."""
-    if isinstance(err, OSError):
-        elsewhere = err.filename is not None and str(folder) not in str(err.filename)
-        return None if elsewhere or err.errno not in WRITE_ERRNOS else err.strerror
-    if str(folder) not in str(err):
+    from zoo.run_dir import os_error
+
+    failure = os_error(err, WRITE_ERRNOS)
+    if failure is None or (failure.filename is not None and str(folder) not in str(failure.filename)):
         return None
-    return next((os.strerror(code) for code in WRITE_ERRNOS if os.strerror(code) in str(err)), None)
+    return failure.strerror
 
 
 def _replace(temporary: Path, path: Path):

@@ -49,16 +49,21 @@ class DiskFull(ZooError):
     """A file could not be written for lack of space; the message names it."""
 
 
-def disk_full(err: BaseException) -> OSError | None:
-    """`err` as an OSError if it is a full disk (DISK_FULL), else None: an OSError, or a tf.io error
-    (TensorBoard, TFRecordWriter, GFile), whose message reads "<file>; <the OS reason>"."""
+def os_error(err: BaseException, codes) -> OSError | None:
+    """`err` as an OSError if its errno is one of `codes`, else None: an OSError, or a tf.io error
+    (TensorBoard, TFRecordWriter, GFile, SavedModel), whose message reads "<file>; <the OS reason>"."""
     if isinstance(err, OSError):
-        return err if err.errno in DISK_FULL else None
+        return err if err.errno in codes else None
     if isinstance(err, tf.errors.OpError):
-        for code in DISK_FULL:
+        for code in codes:
             if where := re.search(rf"(\S+); {re.escape(os.strerror(code))}", err.message):
                 return OSError(code, os.strerror(code), where[1])
     return None
+
+
+def disk_full(err: BaseException) -> OSError | None:
+    """`err` as an OSError if it is a full disk (DISK_FULL), else None (`os_error`)."""
+    return os_error(err, DISK_FULL)
 
 
 @contextlib.contextmanager
