@@ -68,3 +68,23 @@ def save_keras_applications_h5(model, path):
             for name, v in zip(names, variables):
                 group.create_dataset(name, data=v.numpy())
     return path
+
+
+def driven_zoo(driver: str, tmp_path, *args, fault="", wait=True, **env):
+    """`zoo ARGS...` in a fresh process through `driver` (a script that patches a fault in, read
+    from $FAULT, then runs zoo.cli.main): (exit status, stdout, stderr), or the running process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "driver.py"
+    script.write_text(driver)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "FAULT": fault,
+           "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+    proc = subprocess.Popen([sys.executable, str(script), *map(str, args)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err

@@ -2,10 +2,7 @@
 directory, a diverged loss then --resume, a changed recipe on --resume, history.csv rows."""
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +12,12 @@ import pytest
 from PIL import Image
 
 import zoo
-from conftest import tiny
+from conftest import driven_zoo, tiny
 from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.models.simple_cnn import digits_cnn
 from zoo.registry import _MODELS, register
 
-ROOT = Path(__file__).resolve().parents[1]
 # Runs `zoo` with an optional self-inflicted SIGKILL, so a kill lands exactly inside a write:
 # FAULT=checkpoint:N kills the N-th checkpoint write, FAULT=model kills the model.keras write,
 # each after half of the file is on disk.
@@ -47,16 +43,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def zoo_process(tmp_path, *args, fault="", wait=True):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FAULT": fault, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, str(driver), *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, out, err
+def zoo_process(tmp_path, *args, fault="", wait=True, **env):
+    return driven_zoo(DRIVER, tmp_path, *args, fault=fault, wait=wait, **env)
 
 
 def history_epochs(run_dir):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from conftest import run_cli
+from conftest import driven_zoo, run_cli
 from zoo.data.tfrecord import shard_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,15 +54,7 @@ CONVERT = ["convert", "digits_cnn", "--output"]  # 1437 training and 360 test ex
 
 
 def zoo_process(tmp_path, *args, fault="", wait=True, **env):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FAULT": fault, "TF_CPP_MIN_LOG_LEVEL": "3", **env}
-    proc = subprocess.Popen([sys.executable, str(driver), *map(str, args)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, out, err
+    return driven_zoo(DRIVER, tmp_path, *args, fault=fault, wait=wait, **env)
 
 
 def zoo_lines(err: str) -> list[str]:
