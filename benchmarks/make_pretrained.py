@@ -38,7 +38,7 @@ import zoo  # noqa: E402
 from zoo.data import load_split  # noqa: E402
 from zoo.pipeline import _with_num_classes  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
-from zoo.weights import ASSETS_DIR, file_sha256  # noqa: E402
+from zoo.weight_files import ASSETS_DIR, file_sha256  # noqa: E402
 
 
 def model_args(recipe) -> tuple[dict, list]:

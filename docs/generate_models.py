@@ -20,7 +20,8 @@ HEADER = """# Models
 Generated from the registry by `python docs/generate_models.py`; do not edit by hand.
 Parameters are counted at the default input shape with the builder's default `num_classes`
 (BatchNorm moving statistics included, as Keras counts them). Every model takes raw pixels
-(0..255) and normalizes them itself.
+(0..255) and normalizes them itself. `zoo info MODEL` prints a model's parameters and FLOPs at its
+default input; `zoo info MODEL.TAG` a weight's full card.
 
 | name | task | params | input | pretrained | citation |
 | --- | --- | ---: | --- | --- | --- |
@@ -39,6 +40,37 @@ Applications, not re-measured here.
 | weight | task | dataset | input | classes | metrics | measured by | recipe | file | checksum |
 | --- | --- | --- | --- | ---: | --- | --- | --- | --- | --- |
 """
+
+
+FEATURES_HEADER = """
+## Feature extractors
+
+`zoo.create_model(name, features_only=True)` builds a classifier without its head: raw pixels in
+(its `Normalize` inside), out a dict `{"P<k>": feature map at stride 2**k}`, levels sorted by
+stride (KerasHub's `pyramid_outputs` naming). `out_indices` keeps some levels, as in timm: an
+index into the levels below (negative counts from the end) or a name; for a P1..P5 model
+`(2, 3, 4)`, `(-3, -2, -1)` and `("P3", "P4", "P5")` are the same levels. `pretrained=` loads
+the classifier's weights (of Keras Applications weights, the notop file). `model.feature_info`
+(and `zoo.models.feature_info(model)`, for a model reloaded with `keras.saving.load_model`)
+gives each level's `name`, `channels`, `reduction` (stride) and `module` (the layer that
+outputs it); `.names()`, `.channels()`, `.reduction()`, `.module_name()` list them. At the
+default input, "P<k> channels/stride":
+
+| name | input | levels |
+| --- | --- | --- |
+"""
+
+
+def features_rows():
+    rows = []
+    for name in zoo.list_models(task="classification"):
+        entry = get_entry(name)
+        with keras.StatelessScope(initialize_variables=False):
+            info = zoo.create_model(name, features_only=True).feature_info
+        levels = ", ".join(f"{level['name']} {level['channels']}/{level['reduction']}" for level in info)
+        rows.append(f"| `{name}` | {format_shape(entry.input_shape)} | {levels} |")
+        keras.backend.clear_session()
+    return rows
 
 
 def checksum(weight_file):
@@ -73,7 +105,8 @@ def main():
         tags = ", ".join(entry.pretrained) or "—"
         rows.append(f"| `{name}` | {entry.task} | {model.count_params():,} | {shape} | {tags} | {entry.citation} |")
         keras.backend.clear_session()
-    text = HEADER + "\n".join(rows) + "\n" + WEIGHTS_HEADER + "\n".join(weights_rows()) + "\n"
+    text = (HEADER + "\n".join(rows) + "\n" + WEIGHTS_HEADER + "\n".join(weights_rows()) + "\n"
+            + FEATURES_HEADER + "\n".join(features_rows()) + "\n")
     Path(__file__).with_name("models.md").write_text(text)
 
 

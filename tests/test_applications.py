@@ -32,7 +32,7 @@ from zoo.models import create_model
 from zoo.models.applications import APPLICATIONS
 from zoo.models.layers import Normalize
 from zoo.registry import get_entry, list_models
-from zoo.weights import assign_by_name, read_legacy_h5
+from zoo.weight_mapping import assign_by_name, read_legacy_h5
 
 NAMES = list(APPLICATIONS)
 ROWS = {row["model"]: row for row in weights_table.KERAS_APPLICATIONS}

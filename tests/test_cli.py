@@ -146,18 +146,23 @@ def test_predict_with_a_garbage_model_file(capsys, tmp_path, digits_run):
     assert err.startswith(f"zoo: error: {tmp_path / 'model.keras'} is not a valid Keras model file")
 
 
-def test_predict_yields_each_input_before_reading_the_next(tmp_path, digits_run, monkeypatch):
+def test_predict_yields_each_batch_before_reading_the_next(tmp_path, digits_run, monkeypatch):
+    """Images of one size go through the serving graph in batches of `BATCH_SIZE`; each batch's
+    predictions come out before the next input is read, and a new size starts a new batch."""
     from zoo.predict import iter_predict
+    from zoo.predictor import BATCH_SIZE
     from zoo.tasks import get_task
 
-    paths = write_images(tmp_path, ["a.png", "b.png", "c.png"])
+    paths = write_images(tmp_path, [f"{i:02d}.png" for i in range(BATCH_SIZE + 2)])
+    paths += write_images(tmp_path / "big", ["x.png"], size=(12, 10))
     task, read = get_task("classification"), []
     original = task.read_input
     monkeypatch.setattr(task, "read_input", lambda path, *limit: read.append(path) or original(path, *limit))
     predictions = iter_predict(digits_run, paths)
     first = next(predictions)
-    assert first["input"] == paths[0] and len(first["top_k"]) == 5 and read == paths[:1]
-    assert [p["input"] for p in predictions] == paths[1:] and read == paths
+    assert first["input"] == paths[0] and len(first["top_k"]) == 5 and read == paths[:BATCH_SIZE + 1]
+    rest = [p["input"] for p in predictions]
+    assert rest == paths[1:] and read == paths
 
 
 def test_predict_detection_folder_writes_one_predictions_json(capsys, tmp_path):

@@ -11,7 +11,7 @@ from PIL import Image
 import zoo
 from conftest import tiny
 from zoo.data import boxes as bx
-from zoo.data import load_split, read_image
+from zoo.data import load_split
 from zoo.data.synthetic import generate
 from zoo.errors import DataError, RecipeError
 from zoo.models.layers import AnchorOutputs
@@ -313,12 +313,9 @@ def test_shapes_training_learns(tmp_path):
     image = generate("shapes_detection", 0, 5, (64, 64))["image"]
     path = str(tmp_path / "shapes.png")
     Image.fromarray(image).resize((128, 96)).save(path)
-    from zoo.predict import OutputFiles, load_run
+    from zoo.predict import iter_predict
 
-    model, saved, info, _ = load_run(run.output_dir)
-    task = get_task("detection")
-    first, last = task.predict(model, [(path, read_image(path))], info, saved,
-                               OutputFiles(tmp_path / "pred", [path]))
+    first, last = iter_predict(run.output_dir, [path], tmp_path / "pred")
     picture = tmp_path / "pred" / "shapes_detections.png"
     assert first["input"] == path and first["picture"] == str(picture) and first["threshold"] == 0.3
     assert Image.open(picture).size == (128, 96)
@@ -329,8 +326,12 @@ def test_shapes_training_learns(tmp_path):
     assert results and {r["file_name"] for r in results} == {path}
     names = {0: "circle", 1: "square", 2: "triangle"}
     assert all(names[r["category_id"]] == r["category"] for r in results)
-    assert first["objects"] == [{"label": r["category"], "score": r["score"], "box": r["bbox"]}
-                                for r in results if r["score"] >= 0.3]
+    drawn = [r for r in results if r["score"] >= 0.3]  # predictions.json: [x, y, w, h]; objects: xyxy
+    assert [(o["label"], o["class_id"], o["score"]) for o in first["objects"]] == [
+        (r["category"], r["category_id"], r["score"]) for r in drawn]
+    for obj, r in zip(first["objects"], drawn):
+        x, y, w, h = r["bbox"]
+        assert obj["box"] == pytest.approx([x, y, x + w, y + h], abs=1e-4)
 
 
 # ------------------------------------------------------------------------------ coco folders

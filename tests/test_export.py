@@ -138,26 +138,44 @@ print("ok", len({cases!r}))
 
 
 @pytest.mark.slow
-def test_detection_export_answers_as_zoo_predict(exported, tmp_path, capsys):
-    """One decode + NMS graph: `zoo predict --json --no-agnostic-nms` reports the boxes the
-    ONNX export returns, in the original image's pixels."""
+def test_detection_predict_predictor_and_every_export_give_the_same_boxes(exported, tmp_path, capsys):
+    """One decode + NMS graph and one NMS mode: `zoo predict --json`, `zoo.load_predictor` and
+    the three export formats report the same boxes in the original image's pixels, by default
+    (class-agnostic NMS) and with the per-class option (--no-agnostic-nms / agnostic_nms=False)."""
     from PIL import Image
 
-    found, run = exported("retinanet_small.shapes", "onnx")
+    import zoo
+
+    found, _ = exported("retinanet_small.shapes", "onnx")
     image = ex.serving_inputs(found.recipe, found.task, "test", 1)[0]
     image = np.asarray(Image.fromarray(image).resize((200, 150)))  # not the model's size
     Image.fromarray(image).save(tmp_path / "shapes.png")
-    code, out, _ = run_cli(capsys, "predict", "retinanet_small.shapes", tmp_path / "shapes.png", "--json",
-                           "--no-agnostic-nms", "--output", tmp_path / "predictions")
-    assert code == 0
-    objects = json.loads(out.splitlines()[0])["objects"]
-    got = run(image[None])
-    confident = got["scores"][0][:int(got["num_detections"][0])] >= 0.3
-    assert len(objects) == int(confident.sum()) > 0
-    for obj, box, label in zip(objects, got["boxes"][0], got["classes"][0]):
-        x, y, w, h = obj["box"]
-        np.testing.assert_allclose([x, y, x + w, y + h], box, atol=1e-3)
-        assert obj["label"] == found.info.class_names[label]
+
+    def drawn(boxes, scores, labels):  # the detections of score >= 0.3, by class then box
+        rows = sorted((int(label), *np.round(box, 3)) for box, score, label in zip(boxes, scores, labels)
+                      if score >= 0.3)
+        return np.asarray(rows, np.float64).reshape(-1, 5)
+
+    for agnostic, flag in [(True, []), (False, ["--no-agnostic-nms"])]:
+        code, out, _ = run_cli(capsys, "predict", "retinanet_small.shapes", tmp_path / "shapes.png", "--json",
+                               *flag, "--output", tmp_path / "predictions")
+        assert code == 0
+        objects = json.loads(out.splitlines()[0])["objects"]
+        expected = drawn([o["box"] for o in objects], [o["score"] for o in objects], [o["class_id"] for o in objects])
+        assert len(expected) > 0
+        result, = zoo.load_predictor("retinanet_small.shapes", agnostic_nms=agnostic).predict(image)
+        np.testing.assert_allclose(drawn(result.boxes, result.scores, result.labels), expected, atol=1e-3)
+        for format in FORMATS if agnostic else ["onnx"]:
+            if agnostic:
+                made, run = exported("retinanet_small.shapes", format)
+            else:
+                made = ex.export("retinanet_small.shapes", format, output_dir=tmp_path / "per_class", agnostic_nms=False)
+                run = ex.load_exported(made.path)
+            assert json.loads(made.metadata.read_text())["agnostic_nms"] is agnostic
+            got = {k: np.asarray(v) for k, v in run(image[None]).items()}
+            n = int(got["num_detections"][0])
+            np.testing.assert_allclose(drawn(got["boxes"][0][:n], got["scores"][0][:n], got["classes"][0][:n]),
+                                       expected, atol=2e-3 if format == "litert" else 1e-3, err_msg=format)
 
 
 def test_export_cli_writes_runs_and_benchmarks_an_onnx_file(tmp_path, capsys):
@@ -174,7 +192,7 @@ def test_export_cli_writes_runs_and_benchmarks_an_onnx_file(tmp_path, capsys):
     assert metadata["outputs"] == {"probabilities": {"dtype": "float32", "shape": [None, 10]}}
     import onnxruntime
 
-    from zoo.predict import load_run
+    from zoo.model_source import load_run
     from zoo.tasks import get_task
 
     _, recipe, _, _ = load_run("digits_cnn.digits")

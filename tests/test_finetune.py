@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import weights
+from zoo import weight_files
 from zoo.cli import main as cli_main
 from zoo.errors import RecipeError, ZooError
 from zoo.models import get_entry
@@ -116,7 +116,7 @@ def test_a_url_in_model_pretrained_is_downloaded_once_verified_and_trains(zoo_ho
     served = tmp_path / "server" / "digits.weights.h5"
     served.parent.mkdir()
     zoo.create_model("digits_cnn.digits").save_weights(served)
-    url = f"{served.as_uri()}#sha256={weights.file_sha256(served)}"
+    url = f"{served.as_uri()}#sha256={weight_files.file_sha256(served)}"
     steps = ["train.epochs=1", "train.steps_per_epoch=2", "train.optimizer.learning_rate=1e-5"]
     run = zoo.train(zoo.load_recipe("digits_cnn", [*FAST, *steps, f"model.pretrained={url}"]),
                     output_dir=tmp_path / "run")
@@ -216,7 +216,7 @@ def test_a_backbone_model_takes_its_own_file_or_its_backbone_classifiers(zoo_hom
     for a, b in zip(again.get_weights(), unet.get_weights()):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ZooError, match=r"^model.pretrained: .*fits neither unet_resnet18 \(.*\) nor its backbone"):
-        zoo.create_model("unet_resnet18", input_shape=(32, 32, 3), pretrained=zoo.weights.ASSETS_DIR
+        zoo.create_model("unet_resnet18", input_shape=(32, 32, 3), pretrained=weight_files.ASSETS_DIR
                          / "digits_cnn.digits.weights.h5")
     with pytest.raises(ZooError, match=r"^model.pretrained: 'nope' is neither weights of unet_resnet18 "
                                        r"\(tags: none\) nor of its backbone \(resnet18: no pretrained tag"):

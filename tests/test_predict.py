@@ -63,7 +63,7 @@ def test_class_names_of_each_weight_are_its_recipe_training_split(name):
 
 def test_keras_applications_rows_have_no_class_names_and_imagenet_names_come_from_keras_cache(
         tmp_path, monkeypatch):
-    from zoo.predict import _imagenet_names
+    from zoo.model_source import _imagenet_names
     from zoo.registry import pretrained_specs
 
     specs = [s for s in pretrained_specs() if s.application]
@@ -79,9 +79,12 @@ def test_keras_applications_rows_have_no_class_names_and_imagenet_names_come_fro
     # `zoo predict inception_v3` (no download here): ImageNet's evaluation crop at the weights'
     # input size, the cached class names
     import zoo.models
-    from zoo.predict import load_run
+    from zoo.model_source import load_run
+
+    import zoo.serving
 
     monkeypatch.setattr(zoo.models, "create_model", lambda name: f"built {name}")
+    monkeypatch.setattr(zoo.serving, "float32_model", lambda model: model)
     model, recipe, info, run_dir = load_run("inception_v3")
     assert model == "built inception_v3.imagenet" and run_dir is None
     assert recipe.task == "classification" and recipe.data.image_size == [299, 299]
@@ -143,9 +146,7 @@ def test_predict_with_shipped_weights_by_name(capsys, tmp_path):
     classes = ["circle", "square", "triangle"]
     assert len(objects) == len(example["labels"]) >= 2
     for (y0, x0, y1, x1), label in zip(example["boxes"] * 256, example["labels"]):
-        best = max(objects, key=lambda o: box_iou([x0, y0, x1, y1], [o["box"][0], o["box"][1],
-                                                                     o["box"][0] + o["box"][2],
-                                                                     o["box"][1] + o["box"][3]]))
+        best = max(objects, key=lambda o: box_iou([x0, y0, x1, y1], o["box"]))
         assert best["label"] == classes[label]
     with Image.open(row["picture"]) as drawn:
         assert drawn.size == (256, 256)
@@ -208,46 +209,58 @@ def test_standalone_keras_file_predicts_from_the_model_alone(capsys, tmp_path):
 # ------------------------------------------------------------------------------ detection
 
 
-def test_class_agnostic_nms_keeps_one_box_per_object():
-    from zoo.tasks.detection.drawing import agnostic_nms
+def test_nms_per_class_and_class_agnostic():
+    """Per-class NMS keeps two classes on one place; agnostic NMS keeps the best box of each
+    place, whatever its class, at IoU 0.45 (two boxes at IoU 0.496 are one object)."""
+    from zoo.data import boxes as bx
 
-    boxes = [[10, 10, 50, 50], [12, 11, 52, 49], [60, 60, 90, 90], [11, 10, 49, 51]]
-    scores = [0.6, 0.9, 0.5, 0.4]
-    assert agnostic_nms(boxes, scores).tolist() == [1, 2]  # input order, the best of each place
-    assert agnostic_nms(boxes, scores, iou_threshold=0.99).tolist() == [0, 1, 2, 3]
-    assert agnostic_nms(np.zeros((0, 4)), []).tolist() == []
-    # two boxes of one object at IoU 0.496 (what per-class NMS at 0.5 keeps): one
-    assert agnostic_nms([[90, 10.2, 114.5, 35.6], [88.4, 1.5, 115.6, 28.6]], [0.5, 0.497]).tolist() == [0]
+    def run(boxes, class_scores, agnostic):
+        anchors = np.asarray(boxes, np.float32)  # yxyx; zero deltas decode to the anchors
+        logits = np.log(np.asarray(class_scores) / (1 - np.asarray(class_scores)))
+        outputs = np.concatenate([np.zeros((len(anchors), 4)), logits], -1)[None].astype(np.float32)
+        found = bx.postprocess(outputs, anchors, logits.shape[1], (128, 128), iou_threshold=0.45 if agnostic else 0.5,
+                               agnostic=agnostic)
+        n = int(found["num_detections"][0])
+        return [(int(c), round(float(s), 3)) for c, s in zip(found["classes"][0][:n], found["scores"][0][:n])]
+
+    one_place = [[10, 10, 50, 50], [12, 11, 52, 49], [60, 60, 90, 90]]
+    scores = [[0.9, 0.01], [0.02, 0.8], [0.01, 0.7]]  # class 0 and class 1 on the first place
+    assert run(one_place, scores, agnostic=False) == [(0, 0.9), (1, 0.8), (1, 0.7)]
+    assert run(one_place, scores, agnostic=True) == [(0, 0.9), (1, 0.7)]
+    near = [[10.2, 90, 35.6, 114.5], [1.5, 88.4, 28.6, 115.6]]  # IoU 0.496
+    assert run(near, [[0.5, 0.01], [0.01, 0.497]], agnostic=True) == [(0, 0.5)]
+    assert len(run(near, [[0.5, 0.01], [0.01, 0.497]], agnostic=False)) == 2
 
 
-def test_detection_predict_agnostic_nms_option(capsys, tmp_path, monkeypatch):
-    """Two classes claiming one object: one object reported and drawn by default, both with
-    --no-agnostic-nms; predictions.json has every detection either way."""
-    from zoo.tasks.detection import evaluation
+def test_detection_nms_option_reaches_the_serving_graph(capsys, tmp_path, monkeypatch):
+    """`zoo predict` runs the serving graph with agnostic NMS by default and per class with
+    --no-agnostic-nms (as `zoo.load_predictor(agnostic_nms=...)`); the objects listed and drawn
+    are the graph's of score >= 0.3, predictions.json has them all."""
+    from zoo import predictor as predictor_module
+    from zoo.tasks.detection.evaluation import DecodeDetections
 
-    class FakeServing:  # the serving graph's answer: [x0, y0, x1, y1] original pixels
-        def predict_on_batch(self, images):
-            return {"boxes": np.array([[[10, 10, 50, 50], [12, 11, 52, 50], [5, 60, 40, 90]]], np.float32),
-                    "scores": np.array([[0.9, 0.8, 0.7]], np.float32),
-                    "classes": np.array([[0, 1, 2]], np.int32), "num_detections": np.array([3], np.int32)}
+    def fake_runner(serving):  # the graph's answer for its NMS mode: [x0, y0, x1, y1] pixels
+        [decode] = [layer for layer in serving._flatten_layers() if isinstance(layer, DecodeDetections)]
+        keep = [0, 2] if decode.agnostic else [0, 1, 2]
+        boxes = np.array([[10, 10, 50, 50], [12, 11, 52, 50], [5, 60, 40, 90]], np.float32)[keep]
+        found = {"boxes": boxes, "scores": np.array([0.9, 0.8, 0.2], np.float32)[keep],
+                 "classes": np.array([0, 1, 2], np.int32)[keep]}
+        return lambda images: {**{k: v[None] for k, v in found.items()}, "num_detections": np.array([len(keep)])}
 
-    monkeypatch.setattr(evaluation, "serving_detector", lambda model: FakeServing())
+    monkeypatch.setattr(predictor_module, "_graph_runner", fake_runner)
     path = save_image(tmp_path / "a.png", np.full((100, 120, 3), 90))
-    for flag, labels in [(None, ["circle", "triangle"]), ("--no-agnostic-nms", ["circle", "square", "triangle"]),
-                         ("--agnostic-nms", ["circle", "triangle"])]:
+    for flag, labels in [(None, ["circle"]), ("--no-agnostic-nms", ["circle", "square"]), ("--agnostic-nms", ["circle"])]:
         args = ["predict", "retinanet_small.shapes", path, "--json", "--output", tmp_path / "out"]
         code, out, err = run_cli(capsys, *args, *([flag] if flag else []))
         assert code == 0, err
         row, last = json_lines(out)
         assert [o["label"] for o in row["objects"]] == labels
-        assert row["objects"][0] == {"label": "circle", "score": pytest.approx(0.9), "box": [10.0, 10.0, 40.0, 40.0]}
+        assert row["objects"][0] == {"label": "circle", "class_id": 0, "score": pytest.approx(0.9),
+                                     "box": [10.0, 10.0, 50.0, 50.0]}
         results = json.loads((tmp_path / "out" / "predictions.json").read_text())
-        assert [r["category"] for r in results] == ["circle", "square", "triangle"]
-    # the Python API has the same default
-    from zoo.predict import iter_predict
-
-    row, _ = iter_predict("retinanet_small.shapes", [path], tmp_path / "api")
-    assert [o["label"] for o in row["objects"]] == ["circle", "triangle"]
+        assert [r["category"] for r in results] == labels + ["triangle"]
+    assert [len(zoo.load_predictor("retinanet_small.shapes", agnostic_nms=agnostic, min_score=0.1).predict(path)[0])
+            for agnostic in (True, False)] == [2, 3]
 
 
 def test_detection_labels_are_filled_boxes_with_contrasting_text():
@@ -306,7 +319,7 @@ def test_json_lines_and_text_lines_of_the_same_predictions(capsys, tmp_path):
     rows = json_lines(out)
     assert [r["input"] for r in rows] == paths
     assert rows[1] == {"input": paths[1], "error": f"cannot read image file: {paths[1]}"}
-    assert set(rows[0]) == {"input", "top_k"} and all(isinstance(p, float) for _, p in rows[0]["top_k"])
+    assert set(rows[0]) == {"input", "top_k", "picture"} and all(isinstance(p, float) for _, p in rows[0]["top_k"])
 
     # Every task's predictions are plain Python data: json needs no help.
     predictions = list(iter_predict("digits_cnn", paths[:1], tmp_path))  # the default tag

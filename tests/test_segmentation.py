@@ -10,10 +10,9 @@ from PIL import Image
 
 import zoo
 from zoo.config import AugmentConfig
-from zoo.data import DatasetInfo, class_color, load_split, read_image
+from zoo.data import DatasetInfo, class_color, load_split
 from zoo.data.augment import augment_image_and_mask
 from zoo.errors import DataError, ZooError
-from zoo.predict import OutputFiles
 from zoo.tasks import get_task
 from zoo.tasks.segmentation.drawing import class_colors, mask_image, render_overlay
 from zoo.tasks.segmentation.losses import SegmentationLoss
@@ -91,12 +90,12 @@ def weights_cache(tmp_path, monkeypatch):
 def test_backbone_weights_imagenet_offline_is_one_clear_error(weights_cache, monkeypatch):
     import urllib.error
 
-    from zoo import weights
+    from zoo import weight_files
 
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(weight_files.urllib.request, "urlopen", no_network)
     with pytest.raises(ZooError) as err:
         zoo.create_model("unet_resnet50", num_classes=21, input_shape=(64, 64, 3),
                          backbone_weights="imagenet")
@@ -421,10 +420,9 @@ def test_train_shapes_quickstart_short(tmp_path):
     picture = tmp_path / "input.png"
     Image.fromarray(rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)).save(picture)
     info = DatasetInfo(4, ["background", "circle", "square", "triangle"])
-    from zoo.serving import float32_model  # as `zoo predict` runs a model, whatever precision trained it
+    from zoo.predict import iter_predict
 
-    [prediction] = TASK.predict(float32_model(loaded), [(str(picture), read_image(picture))], info, recipe,
-                                OutputFiles(tmp_path / "predictions", [str(picture)]))
+    [prediction] = iter_predict(tmp_path / "run", [str(picture)], tmp_path / "predictions")
     assert set(prediction) == {"input", "classes", "mask", "picture"}
     assert prediction["input"] == str(picture)
     fractions = [fraction for _, fraction in prediction["classes"]]

@@ -19,7 +19,7 @@ import pytest
 from conftest import perturb, save_keras_applications_h5
 
 import zoo
-from zoo import weights
+from zoo import weight_files, weights
 from zoo.cli import main as cli_main
 from zoo.errors import ZooError
 from zoo.models import get_entry
@@ -61,14 +61,14 @@ def test_the_table_is_attached_and_listed():
 
 def test_every_package_file_has_a_table_row():
     files = {spec.file.name for spec in SHIPPED}
-    on_disk = {p.name for p in weights.ASSETS_DIR.glob("*.weights.h5")}
+    on_disk = {p.name for p in weight_files.ASSETS_DIR.glob("*.weights.h5")}
     assert on_disk == files, "a file in zoo/assets/weights/ without a row, or a row without its file"
 
 
 @pytest.mark.parametrize("spec", SHIPPED, ids=lambda s: s.name)
 def test_shipped_weight_checksum_and_load(spec):
-    path = weights.ASSETS_DIR / spec.file.name
-    assert weights.file_sha256(path) == spec.file.sha256
+    path = weight_files.ASSETS_DIR / spec.file.name
+    assert weight_files.file_sha256(path) == spec.file.sha256
     assert path.stat().st_size < 25_000_000, "package weights stay small (< 25 MB; float16 if need be)"
     model = zoo.create_model(spec.model, pretrained=spec.tag)
     assert model.output_shape[-1] == spec.num_classes or get_entry(spec.model).task == "detection"
@@ -188,7 +188,7 @@ def remote(tmp_path, monkeypatch):
     path.parent.mkdir()
     model.save_weights(path)
     spec = WeightsSpec(model="digits_cnn", tag="remote",
-                       file=WeightFile(path.name, path.as_uri(), sha256=weights.file_sha256(path)),
+                       file=WeightFile(path.name, path.as_uri(), sha256=weight_files.file_sha256(path)),
                        dataset="test", input_size=(8, 8, 3), num_classes=10, preprocessing="raw pixels")
     monkeypatch.setitem(get_entry("digits_cnn").pretrained, "remote", spec)
     calls = []
@@ -198,7 +198,7 @@ def remote(tmp_path, monkeypatch):
         calls.append(url)
         return real(url, *args, **kwargs)
 
-    monkeypatch.setattr(weights.urllib.request, "urlopen", counting_urlopen)
+    monkeypatch.setattr(weight_files.urllib.request, "urlopen", counting_urlopen)
     return model, spec, path, calls
 
 
@@ -227,7 +227,7 @@ def test_tampered_cache_is_refused_and_removed(remote, zoo_home):
     assert "\n" not in str(err.value)
     assert not cached.exists()
     zoo.create_model("digits_cnn", pretrained="remote")  # downloads it again
-    assert len(calls) == 2 and weights.file_sha256(cached) == spec.file.sha256
+    assert len(calls) == 2 and weight_files.file_sha256(cached) == spec.file.sha256
 
 
 def test_download_with_a_wrong_checksum_is_refused(remote, zoo_home, monkeypatch):
@@ -276,8 +276,8 @@ def unpublished(remote, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     keras_dirs = [tmp_path / "keras_home" / "models", tmp_path / "home" / ".keras" / "models",
                   tmp_path / "tmp" / ".keras" / "models"]
-    monkeypatch.setattr(weights, "_keras_cache_dirs", lambda: keras_dirs, raising=False)
-    monkeypatch.setattr(weights, "_UNVERIFIED_WARNED", set())
+    monkeypatch.setattr(weight_files, "_keras_cache_dirs", lambda: keras_dirs, raising=False)
+    monkeypatch.setattr(weight_files, "_UNVERIFIED_WARNED", set())
     return spec.file, served, keras_dirs, calls
 
 
@@ -296,25 +296,25 @@ def test_unpublished_checksum_skips_keras_caches_and_records_the_download(remote
         np.testing.assert_array_equal(a, b)
     cached = zoo_home / "weights" / weight_file.name
     assert len(calls) == 1 and cached.read_bytes() == served.read_bytes()
-    assert record_of(cached).read_text().split() == [weights.file_sha256(served), weight_file.name]
+    assert record_of(cached).read_text().split() == [weight_files.file_sha256(served), weight_file.name]
     assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name, record_of(cached).name]
-    assert weights.fetch(weight_file) == cached and len(calls) == 1, "later uses: the verified cache"
+    assert weight_files.fetch(weight_file) == cached and len(calls) == 1, "later uses: the verified cache"
 
 
 def test_unpublished_checksum_tampered_cache_is_refused_and_removed(unpublished, zoo_home):
     weight_file, served, _, calls = unpublished
-    cached = weights.fetch(weight_file)
-    digest = weights.file_sha256(served)
+    cached = weight_files.fetch(weight_file)
+    digest = weight_files.file_sha256(served)
     with open(cached, "r+b") as f:
         f.seek(-8, 2)
         f.write(b"tampered")
     with pytest.raises(ZooError, match=f"checksum mismatch: cached {cached} has sha256 [0-9a-f]+, "
                                        f"expected {digest} \\(recorded in {cached.name}.sha256\\); removed") as err:
-        weights.fetch(weight_file)
+        weight_files.fetch(weight_file)
     assert "\n" not in str(err.value)
     assert not cached.exists() and not record_of(cached).exists()
-    assert weights.fetch(weight_file) == cached and len(calls) == 2  # downloads it again
-    assert weights.file_sha256(cached) == digest
+    assert weight_files.fetch(weight_file) == cached and len(calls) == 2  # downloads it again
+    assert weight_files.file_sha256(cached) == digest
 
 
 def test_unpublished_checksum_offline(unpublished, zoo_home, monkeypatch):
@@ -324,17 +324,17 @@ def test_unpublished_checksum_offline(unpublished, zoo_home, monkeypatch):
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     cached = zoo_home / "weights" / weight_file.name
     with pytest.raises(ZooError, match=f"ZOO_OFFLINE=1 .*missing {cached} ") as err:
-        weights.fetch(weight_file)
+        weight_files.fetch(weight_file)
     assert "\n" not in str(err.value) and not calls
     monkeypatch.delenv("ZOO_OFFLINE")
-    weights.fetch(weight_file)
+    weight_files.fetch(weight_file)
     monkeypatch.setenv("ZOO_OFFLINE", "1")
-    assert weights.fetch(weight_file) == cached  # recorded and verified, offline
+    assert weight_files.fetch(weight_file) == cached  # recorded and verified, offline
     cached.write_bytes(b"changed")
     with pytest.raises(ZooError, match="checksum mismatch"):
-        weights.fetch(weight_file)
+        weight_files.fetch(weight_file)
     with pytest.raises(ZooError, match=f"ZOO_OFFLINE=1 .*missing {cached} "):
-        weights.fetch(weight_file)
+        weight_files.fetch(weight_file)
     assert len(calls) == 1
 
 
@@ -345,11 +345,11 @@ def test_unpublished_checksum_file_put_by_hand_is_trusted_on_first_use(unpublish
     cached.parent.mkdir(parents=True)
     cached.write_bytes(served.read_bytes())
     with pytest.warns(UserWarning, match=f"{cached}: no published checksum and no record .* used unverified"):
-        assert weights.fetch(weight_file) == cached
-    assert record_of(cached).read_text().split()[0] == weights.file_sha256(served) and not calls
+        assert weight_files.fetch(weight_file) == cached
+    assert record_of(cached).read_text().split()[0] == weight_files.file_sha256(served) and not calls
     cached.write_bytes(b"changed")
     with pytest.raises(ZooError, match="checksum mismatch"):
-        weights.fetch(weight_file)
+        weight_files.fetch(weight_file)
     assert not cached.exists() and not record_of(cached).exists()
 
 

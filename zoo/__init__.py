@@ -13,7 +13,8 @@ from zoo import keras_classes
 from zoo.version import __version__  # noqa: F401  (zoo.__version__)
 
 _API = {"create_model": "zoo.models", "list_models": "zoo.models", "list_pretrained": "zoo.models",
-        "load_recipe": "zoo.recipe", "train": "zoo.pipeline", "evaluate": "zoo.pipeline"}
+        "load_recipe": "zoo.recipe", "train": "zoo.pipeline", "evaluate": "zoo.pipeline",
+        "load_model": "zoo.loading", "load_predictor": "zoo.predictor"}
 
 __all__ = sorted(_API)
 

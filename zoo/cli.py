@@ -23,6 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--task", choices=list(TASKS))
     p.add_argument("--pretrained", action="store_true", help="only models with pretrained weights")
+    p.add_argument("--json", action="store_true", help="with --pretrained: every weight's model card as one "
+                                                       "JSON array (builds each model to count its FLOPs)")
+
+    p = sub.add_parser("info", help="the model card: architecture, parameters, FLOPs and, for MODEL.TAG, the "
+                                    "input the weights expect, their data, metrics, recipe, licence and limits")
+    p.add_argument("model", help="a registered model, or its weights as `zoo list --pretrained` names them "
+                                 "(e.g. digits_cnn.digits)")
 
     p = sub.add_parser("recipes", help="recipes shipped under recipes/")
     p.add_argument("pattern", nargs="?", default="*")
@@ -50,9 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="print one JSON object per input (JSON Lines) instead of text lines")
     p.add_argument("--max-pixels", type=_positive_int,
                    help="the largest image read, in pixels (default: the run's data.max_pixels)")
-    p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,
-                   help="detection: keep one box per object, the best-scoring class "
-                        "(class-agnostic NMS of the boxes reported and drawn; default: on)")
+    _agnostic_nms_option(p)
 
     p = sub.add_parser("convert", help="write a recipe's training and eval splits as sharded TFRecord files "
                                        "(data.source=tfrecord reads them)")
@@ -70,7 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for the export (default: export/ in the run directory, else ./export)")
     p.add_argument("--benchmark", action="store_true",
                    help="print latency per image of the Keras model and of the export, side by side")
+    _agnostic_nms_option(p)
     return parser
+
+
+def _agnostic_nms_option(parser):
+    parser.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction,
+                        help="detection: NMS over all classes, one box per object (default), or per class "
+                             "(--no-agnostic-nms, as COCO evaluation); alike in zoo predict, zoo export and "
+                             "zoo.load_predictor(agnostic_nms=...)")
+
+
+def _serving_options(args) -> dict:
+    return {} if args.agnostic_nms is None else {"agnostic_nms": args.agnostic_nms}
 
 
 def _positive_int(text: str) -> int:
@@ -111,6 +128,14 @@ def cmd_list(args):
     from zoo.models import get_entry, list_models
     from zoo.registry import KERAS_APPLICATIONS, pretrained_specs
 
+    if args.json:  # the model card of each weight
+        from zoo.errors import ZooError
+        from zoo.model_cards import pretrained_cards
+
+        if not args.pretrained:
+            raise ZooError("zoo list --json prints the model cards of the weights: add --pretrained")
+        print(json.dumps(pretrained_cards(args.pattern, task=args.task), indent=1))
+        return
     if args.pretrained:  # one line per weight: dataset, input size, measured metric
         for spec in pretrained_specs(args.pattern, task=args.task):
             by = "keras" if spec.format == KERAS_APPLICATIONS else "zoo"  # who measured the metrics
@@ -121,6 +146,12 @@ def cmd_list(args):
         entry = get_entry(name)
         tags = f"  pretrained: {', '.join(entry.pretrained)}" if entry.pretrained else ""
         print(f"{name:24s} {entry.task:15s} {format_shape(entry.input_shape):12s} {entry.citation}{tags}")
+
+
+def cmd_info(args):
+    from zoo.model_cards import card, format_card
+
+    print("\n".join(format_card(card(args.model))))
 
 
 def cmd_recipes(args):
@@ -157,8 +188,7 @@ def cmd_evaluate(args):
 def cmd_predict(args):
     from zoo.predict import describe, iter_predict, to_json
 
-    for prediction in iter_predict(args.model, args.inputs, args.output, args.max_pixels,
-                                   agnostic_nms=args.agnostic_nms):
+    for prediction in iter_predict(args.model, args.inputs, args.output, args.max_pixels, **_serving_options(args)):
         for line in [to_json(prediction)] if args.json else describe(prediction):
             print(line, flush=True)  # each input's lines as soon as they exist
 
@@ -182,7 +212,7 @@ def cmd_export(args):
 
     from zoo import export as ex
 
-    exported = ex.export(args.model, args.format, args.dtype, args.output)
+    exported = ex.export(args.model, args.format, args.dtype, args.output, **_serving_options(args))
     print(f"exported {args.model} ({exported.task.name}, {args.dtype}) to {exported.path}", flush=True)
     run = ex.load_exported(exported.path)
     inputs = ex.sample_inputs(exported)
@@ -198,7 +228,7 @@ def cmd_export(args):
                   f"{1000 * export_s:.2f} ms ({keras_s / export_s:.2f}x)")
 
 
-COMMANDS = {"list": cmd_list, "recipes": cmd_recipes, "train": cmd_train,
+COMMANDS = {"list": cmd_list, "info": cmd_info, "recipes": cmd_recipes, "train": cmd_train,
             "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert,
             "export": cmd_export}
 

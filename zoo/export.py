@@ -11,10 +11,11 @@ TFLite converter, builtin ops only); the smaller dtypes through each format's ow
 | litert | yes | float16 weights (converter) | full-integer quantization, calibrated (converter) |
 | onnx | yes | float16 weights and activations, float32 inputs and outputs (onnxconverter-common) | static QDQ quantization, per channel, calibrated (onnxruntime) |
 
-int8 quantizes what feeds a weighted op (conv, dense, LSTM) and keeps the `float_tail` after the
-last one in float; calibration runs `CALIBRATION_EXAMPLES` examples of the recipe's training
-split through the serving graph. A (format, dtype) a task's graph defeats is its
-`Task.export_limits`. LiteRT files take one image (clip) per call: a fixed batch of 1, as LiteRT's
+The writers are zoo/export_formats.py: int8 quantizes what feeds a weighted op (conv, dense,
+LSTM) and keeps the `float_tail` after the last one and the image resize (zoo.data.resize) in
+float; calibration runs `CALIBRATION_EXAMPLES`
+examples of the recipe's training split through the serving graph. A (format, dtype) a task's
+graph defeats is its `Task.export_limits`. LiteRT files take one image (clip) per call: a fixed batch of 1, as LiteRT's
 own models do (the video model's LSTM needs a static batch to become builtin ops); SavedModel and
 ONNX take any batch of equally sized images.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import ZooError, cannot_write, make_folder
+from zoo.export_formats import WRITERS, input_signature
 from zoo.lazy import keras, tf
 
 FORMATS = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx"}
@@ -70,12 +72,14 @@ def check_format(format: str, dtype: str):
 
 
 def export(source, format: str, dtype: str = "float32", output_dir=None,
-           calibration_examples: int = CALIBRATION_EXAMPLES) -> Exported:
+           calibration_examples: int = CALIBRATION_EXAMPLES, **options) -> Exported:
     """Export a run directory, a `.keras` file or a pretrained name (as `zoo predict` takes
     them) to `<output_dir>/<model name>[_<dtype>]<suffix>` (default output_dir: the run's
     `export/`, else `./export/`), with `<file name>.json` beside it: what the file takes and
-    returns, and the class names. The file is written under a temporary name and renamed."""
-    from zoo.predict import load_run
+    returns, and the class names. The file is written under a temporary name and renamed.
+    `options`: the task's serving graph's (detection: `agnostic_nms`), recorded in the metadata."""
+    from zoo.model_source import load_run
+    from zoo.predictor import task_options
     from zoo.tasks import get_task
 
     check_format(format, dtype)
@@ -84,7 +88,8 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
     if (format, dtype) in task.export_limits:
         raise ZooError(f"--format {format} --dtype {dtype}: not for {task.name} models: "
                        f"{task.export_limits[format, dtype]}")
-    serving = task.serving_model(model, recipe)
+    options = task_options(task, options, task.serving_options)
+    serving = task.serving_model(model, recipe, **options)
     out = Path(output_dir) if output_dir else (run_dir / "export" if run_dir else Path("export"))
     make_folder(out)
     stem = model.name if dtype == "float32" else f"{model.name}_{dtype}"
@@ -102,7 +107,7 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
     temporary = out / f".{stem}.{os.getpid()}.tmp{FORMATS[format]}"
     try:
         WRITERS[format](serving, temporary, dtype, calibration)
-        _write_metadata(metadata_path, _metadata(serving, format, dtype, source, task, info))
+        _write_metadata(metadata_path, _metadata(serving, format, dtype, source, task, info, options))
         _replace(temporary, path)  # after its metadata, which marks `path` as an export of the zoo
     except (OSError, tf.errors.OpError) as err:
         reason = _write_failure(err, out)
@@ -114,9 +119,10 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
     return Exported(path, metadata_path, serving, recipe, info, task)
 
 
-def _metadata(serving, format, dtype, source, task, info) -> dict:
-    """What the exported file takes and returns, its class names and who made it."""
-    return {"task": task.name, "format": format, "dtype": dtype, "source": str(source),
+def _metadata(serving, format, dtype, source, task, info, options) -> dict:
+    """What the exported file takes and returns, its serving options, its class names and who
+    made it."""
+    return {"task": task.name, "format": format, "dtype": dtype, "source": str(source), **options,
             "inputs": {"images": {"dtype": "uint8", "shape": _shape(input_signature(serving, format).shape)}},
             "outputs": {name: {"dtype": str(t.dtype), "shape": _shape(t.shape)}
                         for name, t in serving.output.items()},
@@ -131,12 +137,6 @@ def _write_metadata(path: Path, metadata: dict):
         write_atomic(path, json.dumps(metadata, indent=1))
     except OSError as err:
         raise cannot_write(path, err) from None
-
-
-def input_signature(serving, format: str):
-    """The exported input: the serving graph's, with a batch of 1 for LiteRT."""
-    shape = (1 if format == "litert" else None, *serving.input_shape[1:])
-    return tf.TensorSpec(shape, tf.uint8, name="images")
 
 
 def _shape(shape) -> list:
@@ -230,139 +230,6 @@ def _remove(path: Path):
 # -- writers: (serving graph, path, dtype, calibration: () -> the int8 calibration inputs) --------
 
 
-def _saved_model(serving, path, dtype, calibration):
-    serving.export(str(path), format="tf_saved_model", verbose=False,
-                   input_signature=[input_signature(serving, "saved_model")])
-
-
-def _litert(serving, path, dtype, calibration):
-    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
-    if dtype == "float16":
-        options = {"optimizations": [tf.lite.Optimize.DEFAULT],
-                   "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
-                                   "supported_types": [tf.float16]}}
-    elif dtype == "int8":
-        path.write_bytes(_litert_int8(serving, calibration()))
-        return
-    serving.export(str(path), format="litert", verbose=False,
-                   input_signature=[input_signature(serving, "litert")], **options)
-
-
-# Ops with weights, where int8 pays off. What feeds none of them (a model's output layers; a
-# detector's concatenated box deltas and logits, decode and NMS: pixel coordinates, scores, IoU
-# divisions) stays float in int8 exports: one int8 scale for box deltas and logits together cost
-# 0.13 mAP, and a quantized IoU division fails on empty boxes.
-ONNX_WEIGHTED = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN"}
-LITERT_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "FULLY_CONNECTED",
-                   "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM"}
-
-
-def float_tail(nodes, inputs, outputs, weighted) -> list:
-    """The nodes of a graph that feed no weighted node, directly or through others."""
-    producer = {t: n for n in nodes for t in outputs(n)}
-    feeding, stack = set(), [n for n in nodes if weighted(n)]
-    while stack:
-        n = stack.pop()
-        if id(n) not in feeding:
-            feeding.add(id(n))
-            stack += [producer[t] for t in inputs(n) if t in producer]
-    return [n for n in nodes if id(n) not in feeding]
-
-
-def _litert_int8(serving, inputs) -> bytes:
-    """The LiteRT converter's full-integer quantization of everything that feeds a weighted op;
-    the `float_tail` keeps float kernels. Its calibration ranges are dropped (the quantizer would
-    otherwise carry one op's range across the ops that share scales: concat, gather, reshape)
-    and its ops denylisted, through TFLite's `QuantizationDebugger`. The converter is made the
-    way Keras' LiteRT export makes it (ExportArchive -> SavedModel -> from_saved_model)."""
-    import functools
-    import tempfile
-
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    with tempfile.TemporaryDirectory() as saved_model:
-        archive = keras.export.ExportArchive()
-        archive.track(serving)
-        archive.add_endpoint("serve", functools.partial(serving.__call__, training=False),
-                             input_signature=[input_signature(serving, "litert")])
-        archive.write_out(saved_model, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-        converter.experimental_enable_resource_variables = True
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([x[None]] for x in inputs)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                               tf.lite.OpsSet.TFLITE_BUILTINS]
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([x[None]] for x in inputs[:1]))
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(debugger.calibrated_model))
-    names, kinds = [], set()
-    for graph in model.subgraphs:
-        def kind(op):
-            return flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
-
-        for op in float_tail(graph.operators or [], lambda op: op.inputs, lambda op: op.outputs,
-                             lambda op: kind(op) in LITERT_WEIGHTED):
-            for tensor in op.outputs:
-                graph.tensors[tensor].quantization = None
-            if len(op.outputs) == 1:  # denylisted by its output's name
-                names.append(graph.tensors[op.outputs[0]].name.decode())
-            else:  # TOPK_V2, SPLIT, UNPACK, WHILE: by type
-                kinds.add(kind(op))
-    debugger.calibrated_model = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names,
-                                                                     denylisted_ops=sorted(kinds))
-    return debugger.get_nondebug_quantized_model()
-
-
-def _onnx(serving, path, dtype, calibration):
-    serving.export(str(path), format="onnx", verbose=False,
-                   input_signature=[input_signature(serving, "onnx")])
-    if dtype == "float16":
-        import onnx
-        from onnxconverter_common import float16
-
-        converted = float16.convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
-        onnx.save(_float16_casts(converted), str(path))
-    elif dtype == "int8":
-        import onnx
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-        class Reader(CalibrationDataReader):
-            def __init__(self, inputs):
-                self.inputs = iter(inputs)
-
-            def get_next(self):
-                x = next(self.inputs, None)
-                return None if x is None else {"images": x[None]}
-
-        float_path = path.with_name(path.stem + ".float32.onnx")
-        path.rename(float_path)
-        try:
-            graph = onnx.load(str(float_path)).graph
-            tail = float_tail(list(graph.node), lambda n: n.input, lambda n: n.output,
-                              lambda n: n.op_type in ONNX_WEIGHTED)
-            quantize_static(str(float_path), str(path), Reader(calibration()), quant_format=QuantFormat.QDQ,
-                            per_channel=True, nodes_to_exclude=[n.name for n in tail])
-        finally:
-            float_path.unlink()
-
-
-def _float16_casts(model):
-    """The converter turns the type of a Cast's float output into float16 but not the Cast's
-    `to` (here: the uint8 image cast to float): make the two agree."""
-    import onnx
-
-    float16_values = {v.name for v in [*model.graph.value_info, *model.graph.output]
-                      if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
-    for node in model.graph.node:
-        if node.op_type == "Cast" and node.output[0] in float16_values:
-            for attribute in node.attribute:
-                if attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT:
-                    attribute.i = onnx.TensorProto.FLOAT16
-    return model
-
-
-WRITERS = {"saved_model": _saved_model, "litert": _litert, "onnx": _onnx}
 
 
 # -- running an export ---------------------------------------------------------------------------

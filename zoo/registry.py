@@ -53,7 +53,7 @@ class WeightsSpec:
     format: str = ZOO
     notop: WeightFile | None = None  # include_top=False file (Keras Applications)
     application: str | None = None  # Keras Applications constructor name
-    post_load: str | None = None  # a fix applied after loading (zoo.weights.POST_LOAD)
+    post_load: str | None = None  # a fix applied after loading (zoo.weight_mapping.POST_LOAD)
     class_names: tuple = ()  # the name of each class index (zoo predict); () where unknown
 
     @property

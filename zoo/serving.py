@@ -32,7 +32,7 @@ def float32_model(model):
 @keras.saving.register_keras_serializable(package="zoo")
 class EvalView(keras.layers.Layer):
     """uint8 images (B, H, W, 3) or clips (B, T, H, W, 3), any H and W -> float32 at `size`:
-    the evaluation view of `prepare` (the central `crop` of the shorter side, bilinear resize)."""
+    the evaluation view of `prepare` (the central `crop` of the shorter side, `resize_images`)."""
 
     def __init__(self, size, crop: float = 1.0, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32"})
@@ -43,7 +43,7 @@ class EvalView(keras.layers.Layer):
         images = tf.cast(images, tf.float32)
         shape = tf.shape(images)
         frames = tf.reshape(images, tf.concat([[-1], shape[-3:]], 0))  # clips: frames as a batch
-        frames = center_crop_resize(frames, self.size, self.crop)
+        frames = center_crop_resize(frames, self.size, self.crop, portable=True)
         out = tf.reshape(frames, tf.concat([shape[:-3], [*self.size, 3]], 0))
         out.set_shape([*images.shape[:-3], *self.size, 3])
         return out

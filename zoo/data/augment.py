@@ -1,25 +1,20 @@
 """Image augmentation and resizing inside tf.data (float32 pixels, 0..255)."""
 from __future__ import annotations
 
+from zoo.data.resize import resize_images
 from zoo.lazy import tf
 
 
-def resize(image, size, method="bilinear"):
-    if isinstance(size, (list, tuple)) and tuple(image.shape[-3:-1]) == tuple(size):  # already right
-        return image
-    return tf.image.resize(image, size, method=method)
-
-
-def center_crop_resize(image, size, fraction: float):
+def center_crop_resize(image, size, fraction: float, portable: bool = False):
     """Evaluation view: the central `fraction` of the shorter side, resized to `size`
-    (an image (H, W, C) or a batch (B, H, W, C))."""
+    (an image (H, W, C) or a batch (B, H, W, C); `portable`: see `resize_images`)."""
     if fraction < 1.0:
         shape = tf.shape(image)
         height, width = shape[-3], shape[-2]
         side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * fraction, tf.int32)
         top, left = (height - side) // 2, (width - side) // 2
         image = image[..., top:top + side, left:left + side, :]
-    return resize(image, size)
+    return resize_images(image, size, portable)
 
 
 def random_crop_window(image, scale):
@@ -41,7 +36,7 @@ def _window(image, begin, crop_size):
 def random_resized_crop(image, size, scale):
     """Inception-style random crop, resized to `size`."""
     begin, crop_size = random_crop_window(image, scale)
-    return resize(_window(image, begin, crop_size), size)
+    return resize_images(_window(image, begin, crop_size), size)
 
 
 def pad_and_random_crop(image, padding: int):
@@ -66,7 +61,7 @@ def augment_image(image, size, augment, training: bool, eval_crop: float = 1.0):
 
 
 # ---------------------------------------------------------------- image + mask (segmentation)
-# The same geometric transform is applied to an image (float32, bilinear) and its class mask
+# The same geometric transform is applied to an image (float32, `resize_images`) and its class mask
 # (uint8, nearest neighbour, so class ids are never interpolated); pixels a transform brings in
 # from outside the image are 0 in the image and IGNORE_INDEX in the mask.
 
@@ -79,7 +74,7 @@ def resize_mask(mask, size):
 
 
 def resize_image_and_mask(image, mask, size):
-    return resize(image, size), resize_mask(mask, size)
+    return resize_images(image, size), resize_mask(mask, size)
 
 
 def _stack(image, mask):
@@ -137,7 +132,7 @@ def random_scale_image_and_mask(image, mask, size, scale_range):
 
 
 def augment_image_and_mask(image, mask, size, augment, training: bool):
-    """Segmentation view of (image, mask): resize to `size` (image bilinear, mask nearest) and,
+    """Segmentation view of (image, mask): resize to `size` (image antialiased, mask nearest) and,
     when training, the recipe's augmentations applied identically to both, in this order:
     random_resized_crop (crop_scale), scale_jitter, crop_padding, flip."""
     image = tf.cast(image, tf.float32)

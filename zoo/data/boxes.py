@@ -204,14 +204,16 @@ def pad_boxes(boxes, labels, max_boxes, *extra):
 
 
 def postprocess(outputs, anchors, num_classes, image_size, score_threshold=0.05, iou_threshold=0.5,
-                max_detections=100, pre_nms_top_k=1000):
-    """Model outputs (B, A, 4 + C) -> padded detections (per-class NMS, fixed size).
+                max_detections=100, pre_nms_top_k=1000, agnostic=False):
+    """Model outputs (B, A, 4 + C) -> padded detections (NMS, fixed size).
 
     Keeps the `pre_nms_top_k` anchors with the highest class score, decodes them and clips them
-    to the model input (`image_size` (height, width)), then keeps the `pre_nms_top_k` best (anchor, class) pairs and runs
-    per-class NMS as one class-agnostic NMS over boxes shifted apart by class
-    (`tf.image.non_max_suppression_padded`: a builtin-op loop that SavedModel, ONNX and LiteRT
-    all run). Returns a dict of boxes (B, D, 4) yxyx model-input pixels, scores (B, D),
+    to the model input (`image_size` (height, width)). Per-class NMS (default): keeps the
+    `pre_nms_top_k` best (anchor, class) pairs and runs one NMS over boxes shifted apart by class,
+    so only boxes of one class suppress each other. `agnostic`: each anchor keeps its best class
+    and one NMS runs over all boxes (one box per place, Ultralytics' `agnostic_nms`). Either way
+    one `tf.image.non_max_suppression_padded`: a builtin-op loop that SavedModel, ONNX and LiteRT
+    all run. Returns a dict of boxes (B, D, 4) yxyx model-input pixels, scores (B, D),
     classes (B, D) int32 and num_detections (B,) int32, D = max_detections, zero padding after
     num_detections.
     """
@@ -223,11 +225,17 @@ def postprocess(outputs, anchors, num_classes, image_size, score_threshold=0.05,
     size = tf.constant([float(s) for s in image_size])
     boxes = decode(tf.gather(deltas, top, batch_dims=1), tf.gather(anchors, top))
     boxes = tf.minimum(tf.maximum(boxes, 0.0), tf.concat([size, size], 0))
-    pair_scores, pairs = tf.math.top_k(tf.reshape(tf.gather(scores, top, batch_dims=1), [-1, k * num_classes]),
-                                       k=min(k, k * num_classes))  # (B, k') best (anchor, class)
-    classes = pairs % num_classes
-    boxes = tf.gather(boxes, pairs // num_classes, batch_dims=1)
-    shift = tf.cast(classes, tf.float32)[..., None] * (tf.reduce_max(size) + 1.0)
+    top_scores = tf.gather(scores, top, batch_dims=1)  # (B, k, C)
+    if agnostic:  # already sorted by the anchors' best class score
+        pair_scores = tf.reduce_max(top_scores, axis=-1)
+        classes = tf.argmax(top_scores, axis=-1, output_type=tf.int32)
+        shift = tf.zeros_like(boxes)
+    else:
+        pair_scores, pairs = tf.math.top_k(tf.reshape(top_scores, [-1, k * num_classes]),
+                                           k=min(k, k * num_classes))  # (B, k') best (anchor, class)
+        classes = pairs % num_classes
+        boxes = tf.gather(boxes, pairs // num_classes, batch_dims=1)
+        shift = tf.cast(classes, tf.float32)[..., None] * (tf.reduce_max(size) + 1.0)
     selected, found = tf.image.non_max_suppression_padded(
         boxes + shift, pair_scores, max_detections, iou_threshold=iou_threshold,
         score_threshold=score_threshold, pad_to_max_output_size=True, sorted_input=True,

@@ -67,6 +67,18 @@ def classifier_head(x, num_classes: int, dropout: float = 0.0, name: str = "pred
     return layers.Activation("softmax", dtype="float32", name=name)(x)
 
 
+@keras.saving.register_keras_serializable(package="zoo")
+class FeatureModel(keras.Model):
+    """A functional model whose output is {"P<k>": stride-2**k feature map}; `.feature_info`
+    (zoo.models.features) describes its levels, read from the graph, so it survives saving."""
+
+    @property
+    def feature_info(self):
+        from zoo.models.features import feature_info
+
+        return feature_info(self)
+
+
 def feature_model(inputs, features: dict, name: str):
     """A features_only model: same input, output a dict {"P<k>": stride-2**k feature map}.
 
@@ -74,7 +86,7 @@ def feature_model(inputs, features: dict, name: str):
     output structure is the same across families.
     """
     ordered = {key: features[key] for key in sorted(features, key=lambda k: int(k[1:]))}
-    return keras.Model(inputs, ordered, name=f"{name}_features")
+    return FeatureModel(inputs, ordered, name=f"{name}_features")
 
 
 @keras.saving.register_keras_serializable(package="zoo")

@@ -244,15 +244,35 @@ class Task:
         return {name: float(np.max(np.abs(np.asarray(value, np.float64) - np.asarray(got[name], np.float64))))
                 for name, value in expected.items()}
 
-    def predict(self, model, inputs, info: DatasetInfo, recipe, files):
-        """Yield one prediction per (path, `read_input` result) pair, before the next input is
-        pulled; pictures go where `files` (`zoo.predict.OutputFiles`: one set per input) puts
-        them. A prediction is data, which `zoo.predict.describe` turns into lines:
-        {"input": path} plus, as the task has them,
-          "top_k": [[class name, probability], ...]                  (classification, video)
-          "objects": [{"label", "score", "box": [x, y, w, h]}, ...], "threshold"  (detection,
-                     original-image pixels, the objects drawn: score >= threshold)
-          "classes": [[class name, fraction of pixels], ...], "mask": path  (segmentation)
-          "picture": path of the saved picture.
-        {"input": None, "message": text} is a line of its own (e.g. where all detections went)."""
+    # -- prediction (`zoo.load_predictor`, `zoo predict`) -------------------------------
+    input_rank: int = 3  # dimensions of one input: an image (H, W, 3)
+    serving_options: dict = {}  # `serving_model`'s options and defaults (detection: agnostic_nms)
+    result_options: dict = {}  # `result`'s options and defaults (detection: min_score)
+    cli_options: dict = {}  # what `zoo predict` gives `result` (detection: every box, for predictions.json)
+    picture_kind: str = "picture"  # `zoo predict` saves `<stem>_<picture_kind>.png`
+
+    def class_names(self, model, info: DatasetInfo) -> list[str]:
+        """The name of each class the model predicts."""
+        return list(info.class_names)
+
+    def serving_inputs(self, original, predictor) -> np.ndarray:
+        """One input as `read_input` gives it -> the rows of the serving graph's batch it
+        becomes (an image: itself; video: its clips), for a `zoo.predictor.Predictor`."""
+        return np.asarray(original)[None]
+
+    def result(self, source, original, outputs: dict, predictor):
+        """The `zoo.results.Result` of one input from the serving outputs of its rows (after
+        `predictor`'s options that `result_options` names, as keyword arguments)."""
         raise NotImplementedError
+
+    def prediction_row(self, result, files, path) -> dict:
+        """`zoo predict`'s data of one input: {"input", **result.to_dict(), "picture": the
+        picture saved where `files` (`zoo.predict.OutputFiles`) puts it}; `zoo.predict.describe`
+        turns it into lines."""
+        picture = files.save(result.picture(), path, self.picture_kind)
+        return {"input": str(path), **result.to_dict(), "picture": str(picture)}
+
+    def finish_predictions(self, results, files, predictor) -> list[dict]:
+        """Rows after the last input's (e.g. a file of every input), from [(path, result)]:
+        {"input": None, "message": text} each."""
+        return []

@@ -7,6 +7,7 @@ from zoo.data import DatasetInfo, to_rgb
 from zoo.data.augment import augment_image
 from zoo.lazy import keras
 from zoo.tasks.base import Source, Task, predict_all, register_task
+from zoo.tasks.classification.results import top_k  # noqa: F401  (zoo.tasks.classification.top_k)
 from zoo.tasks.classification.sources import tfds_label_features
 
 
@@ -69,14 +70,9 @@ class Classification(Task):
         scores = np.concatenate([out["probabilities"] for out in outputs])
         return classification_metrics(scores, np.asarray(truths), info.num_classes)
 
-    def predict(self, model, inputs, info, recipe, files):
-        serving = self.serving_model(model, recipe)
-        for path, image in inputs:
-            probs = serving.predict_on_batch(image[None])["probabilities"][0]
-            yield {"input": str(path), "top_k": top_k(probs, info.class_names)}
+    picture_kind = "classes"
 
+    def result(self, source, original, outputs, predictor):
+        from zoo.tasks.classification.results import Classes
 
-def top_k(probs, class_names, k=5) -> list:
-    """[[class name, probability], ...] of the k most probable classes, best first."""
-    order = np.argsort(probs)[::-1][:k]
-    return [[str(class_names[i]), float(probs[i])] for i in order]
+        return Classes(source, original, predictor.names, outputs["probabilities"][0])

@@ -19,6 +19,7 @@ Data flow (see docs/detection.md); one job per module:
 * targets: the ground truth, padded to `data.max_boxes`, is matched to the model's anchors in
   tf.data (`zoo.data.boxes.match_anchors`, IoU >= 0.5 positive, < 0.4 background, ignored in
   between, plus each box's best anchors) -> (num_anchors, 5) rows [ty, tx, th, tw, class];
+  `targets.detection_targets` makes the same from NumPy images and boxes, for plain `model.fit`;
 * `losses`: `RetinaNetLoss` = sigmoid focal loss (alpha 0.25, gamma 2) over non-ignored
   anchors + smooth-L1 (beta 0.11) or GIoU box loss over positives, both divided by the positives;
 * `evaluation` (`make_eval_dataset` + `evaluate`): `detector(model)`, one inference graph that
@@ -50,7 +51,7 @@ from zoo.tasks.base import Source, Task, predict_chunks, register_task
 from zoo.tasks.detection.geometry import canonical_objects, model_anchor_config, place
 from zoo.tasks.detection.sources import category_extras, tfds_object_features
 
-DISPLAY_THRESHOLD = 0.3  # the detections `zoo predict` returns as objects and draws
+DISPLAY_THRESHOLD = 0.3  # the detections `zoo predict` lists and draws, and a predictor returns
 
 
 @dataclass
@@ -196,10 +197,10 @@ class Detection(Task):
         return {**coco_metrics(ground_truth, detections), "num_examples": len(records)}
 
     # -- export ----------------------------------------------------------------
-    def serving_model(self, model, recipe):
+    def serving_model(self, model, recipe, agnostic_nms: bool = True):
         from zoo.tasks.detection.evaluation import serving_detector
 
-        return serving_detector(model)
+        return serving_detector(model, agnostic_nms)
 
     def serving_example(self, example, recipe):
         """(image, its ground truth in the image's pixels) for `serving_metrics`."""
@@ -250,45 +251,41 @@ class Detection(Task):
             gaps["scores"] = max(gaps["scores"], abs(float(got["scores"][0][best]) - float(score)))
         return gaps
 
-    # -- prediction --------------------------------------------------------------
-    def predict(self, model, inputs, info, recipe, files, agnostic_nms: bool = False):
-        """Per image: {"input", "objects" (score >= DISPLAY_THRESHOLD, box [x, y, w, h] in
-        original-image pixels, best first: the objects drawn), "threshold", "picture"}. With
-        `agnostic_nms` (`zoo predict`'s default, `zoo.predict.PREDICT_OPTIONS`), one object
-        per place: of the objects of any classes overlapping with IoU > 0.45, the best; without
-        it, the detector's output as it is (its NMS is per class). Every detection (score >=
-        SCORE_THRESHOLD, per-class NMS only) goes to predictions.json (COCO results with file
-        names), announced by a last {"input": None, "message"}."""
-        from zoo.tasks.detection.drawing import agnostic_nms as agnostic_keep
-        from zoo.tasks.detection.drawing import draw_detections
-        from zoo.tasks.detection.evaluation import SCORE_THRESHOLD, serving_detector
+    # -- prediction ----------------------------------------------------------------
+    # One box per object by default (Ultralytics' `agnostic_nms=True`), in `zoo predict`,
+    # `zoo.load_predictor` and `zoo export` alike; evaluation keeps COCO's per-class NMS.
+    serving_options = {"agnostic_nms": True}
+    result_options = {"min_score": DISPLAY_THRESHOLD}
+    picture_kind = "detections"
 
-        serving = serving_detector(model)
-        ids = category_ids(info)
-        results = []
-        for path, original in inputs:
-            found = serving.predict_on_batch(original[None])
-            n = int(found["num_detections"][0])
-            shown = []  # (object, drawing) of each detection >= DISPLAY_THRESHOLD, best first
-            for box, score, label in zip(found["boxes"][0][:n], found["scores"][0][:n], found["classes"][0][:n]):
-                label = int(label)
-                name = info.class_names[label] if label < len(info.class_names) else str(label)
-                x0, y0, x1, y1 = (float(v) for v in box)
-                xywh = [x0, y0, x1 - x0, y1 - y0]
-                results.append({"file_name": str(path), "category_id": int(ids[label]),
-                                "category": name, "bbox": xywh, "score": float(score)})
-                if score >= DISPLAY_THRESHOLD:
-                    shown.append(({"label": name, "score": float(score), "box": xywh},
-                                  ((x0, y0, x1, y1), name, float(score), label)))
-            if agnostic_nms and len(shown) > 1:
-                kept = agnostic_keep([corners for _, (corners, *_) in shown], [o["score"] for o, _ in shown])
-                shown = [shown[i] for i in kept]
-            objects = [obj for obj, _ in shown]
-            drawn = [box for _, box in shown]
-            picture = files.save(draw_detections(original, drawn), path, "detections")
-            yield {"input": str(path), "objects": objects, "threshold": DISPLAY_THRESHOLD,
-                   "picture": str(picture)}
-        target = files.write_text("predictions.json", json.dumps(results, indent=1))
-        yield {"input": None,
-               "message": (f"all detections (score >= {SCORE_THRESHOLD}, dataset category ids, "
-                           f"COCO [x, y, w, h] pixels): {target}")}
+    @property
+    def cli_options(self):
+        """Every box the graph keeps, for predictions.json."""
+        from zoo.tasks.detection.evaluation import SCORE_THRESHOLD
+
+        return {"min_score": SCORE_THRESHOLD}
+
+    def result(self, source, original, outputs, predictor, min_score: float = DISPLAY_THRESHOLD):
+        from zoo.tasks.detection.results import Detections
+
+        n = int(outputs["num_detections"][0])
+        found = Detections(source, original, predictor.names, outputs["boxes"][0][:n], outputs["scores"][0][:n],
+                           outputs["classes"][0][:n])
+        return found.keep(min_score)
+
+    def prediction_row(self, result, files, path):
+        """The objects of score >= DISPLAY_THRESHOLD listed and drawn (`result` holds them all)."""
+        return {**super().prediction_row(result.keep(DISPLAY_THRESHOLD), files, path), "threshold": DISPLAY_THRESHOLD}
+
+    def finish_predictions(self, results, files, predictor):
+        """predictions.json: every detection (COCO results [x, y, w, h] pixels, with file names)."""
+        from zoo.tasks.detection.evaluation import SCORE_THRESHOLD
+
+        ids = category_ids(predictor.info)
+        rows = [{"file_name": str(path), "category_id": int(ids[label]), "category": result.name(label),
+                 "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "score": float(score)}
+                for path, result in results
+                for (x0, y0, x1, y1), score, label in zip(result.boxes, result.scores, result.labels)]
+        target = files.write_text("predictions.json", json.dumps(rows, indent=1))
+        return [{"input": None, "message": (f"all detections (score >= {SCORE_THRESHOLD}, dataset category ids, "
+                                            f"COCO [x, y, w, h] pixels): {target}")}]

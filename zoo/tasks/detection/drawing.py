@@ -1,29 +1,12 @@
 """Pictures of detections for `zoo predict`: boxes and "<class> <score>" labels drawn on the
 original image, one colour per class (`zoo.data.class_color`); each label on a filled box of its
-class colour, in black or white, whichever contrasts more, so it reads on any background.
-`agnostic_nms`: one box per object for the picture and the reported objects (the evaluation
-graph's NMS is per class, so two classes can claim one object)."""
+class colour, in black or white, whichever contrasts more, so it reads on any background."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from zoo.data import class_color
-from zoo.lazy import tf
-
-# Boxes overlapping a better one (any class) by more than this are the same object; YOLOv5's
-# default NMS IoU (its `--agnostic-nms` uses it too), a little below the per-class 0.5, which
-# lets through two boxes of one object at IoU 0.45-0.5.
-AGNOSTIC_IOU = 0.45
-
-
-def agnostic_nms(boxes, scores, iou_threshold: float = AGNOSTIC_IOU) -> np.ndarray:
-    """Indices of the boxes kept by greedy NMS over all classes at once, in their input order:
-    a box goes when a better-scoring kept box overlaps it with IoU > iou_threshold."""
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    keep = tf.image.non_max_suppression(boxes, np.asarray(scores, np.float32), max_output_size=len(boxes),
-                                        iou_threshold=iou_threshold)
-    return np.sort(np.asarray(keep, np.int64))
 
 
 def text_color(background) -> tuple:

@@ -18,12 +18,16 @@ import keras
 import numpy as np
 
 from zoo.data import boxes as bx
+from zoo.data.resize import resize_images
 from zoo.lazy import tf
 from zoo.tasks.detection.geometry import (letterbox_scale, model_anchor_config, scaled_size,
                                           to_original_pixels)
 
 SCORE_THRESHOLD = 0.05  # detections kept for evaluation and predictions.json (COCO practice)
 IOU_THRESHOLD = 0.5  # per-class NMS
+# Class-agnostic NMS (`agnostic_nms`): one box per place whatever its class. YOLOv5's IoU for
+# it, a little below the per-class 0.5, so two boxes of one object at IoU 0.45-0.5 become one.
+AGNOSTIC_IOU_THRESHOLD = 0.45
 MAX_DETECTIONS = 100  # per image (COCO's maxDets)
 PRE_NMS_TOP_K = 1000  # anchors kept, by their best class score, before NMS
 
@@ -32,21 +36,24 @@ PRE_NMS_TOP_K = 1000  # anchors kept, by their best class score, before NMS
 class DecodeDetections(keras.layers.Layer):
     """Raw detector outputs (B, A, 4 + C) -> padded post-NMS detections, a dict of
     boxes (B, D, 4) yxyx model-input pixels, scores (B, D), classes (B, D) int32 and
-    num_detections (B,) int32, D = `max_detections` (`zoo.data.boxes.postprocess`).
+    num_detections (B,) int32, D = `max_detections` (`zoo.data.boxes.postprocess`). NMS per
+    class, or over all classes with `agnostic` (IoU `iou_threshold`, default by the mode).
 
     Inference code, not model code: TensorFlow ops (top-k, padded NMS), no XLA.
     """
 
     def __init__(self, anchor_config: dict, num_classes: int, score_threshold=SCORE_THRESHOLD,
-                 iou_threshold=IOU_THRESHOLD, max_detections=MAX_DETECTIONS,
-                 pre_nms_top_k=PRE_NMS_TOP_K, **kwargs):
+                 iou_threshold=None, max_detections=MAX_DETECTIONS,
+                 pre_nms_top_k=PRE_NMS_TOP_K, agnostic=False, **kwargs):
         kwargs["dtype"] = "float32"  # never autocast the raw outputs (mixed precision)
         super().__init__(**kwargs)
         self.supports_jit = False  # NMS's data-dependent loop: plain graph mode
         self.anchor_config = dict(anchor_config)
         self.num_classes = int(num_classes)
         self.score_threshold = float(score_threshold)
-        self.iou_threshold = float(iou_threshold)
+        self.agnostic = bool(agnostic)
+        default_iou = AGNOSTIC_IOU_THRESHOLD if self.agnostic else IOU_THRESHOLD
+        self.iou_threshold = float(default_iou if iou_threshold is None else iou_threshold)
         self.max_detections = int(max_detections)
         self.pre_nms_top_k = int(pre_nms_top_k)
         self._anchors = bx.AnchorConfig.from_dict(self.anchor_config).anchors()
@@ -57,7 +64,7 @@ class DecodeDetections(keras.layers.Layer):
         outputs = tf.reshape(outputs, [-1, len(self._anchors), 4 + self.num_classes])
         return bx.postprocess(outputs, self._anchors, self.num_classes, self.anchor_config["image_size"],
                               self.score_threshold, self.iou_threshold, self.max_detections,
-                              self.pre_nms_top_k)
+                              self.pre_nms_top_k, self.agnostic)
 
     def compute_output_spec(self, outputs):
         batch, size = outputs.shape[0], self.max_detections
@@ -70,7 +77,7 @@ class DecodeDetections(keras.layers.Layer):
         config = {**super().get_config(), "anchor_config": self.anchor_config,
                   "num_classes": self.num_classes, "score_threshold": self.score_threshold,
                   "iou_threshold": self.iou_threshold, "max_detections": self.max_detections,
-                  "pre_nms_top_k": self.pre_nms_top_k}
+                  "pre_nms_top_k": self.pre_nms_top_k, "agnostic": self.agnostic}
         config.pop("dtype", None)
         return config
 
@@ -87,7 +94,7 @@ class Letterbox(keras.layers.Layer):
     def call(self, images):
         shape = tf.shape(images)
         scaled = scaled_size(shape[1], shape[2], letterbox_scale(shape[1], shape[2], self.size))
-        out = tf.image.resize(tf.cast(images, tf.float32), tf.stack(scaled))
+        out = resize_images(tf.cast(images, tf.float32), tf.stack(scaled), portable=True)
         out = tf.pad(out, [[0, 0], [0, self.size[0] - scaled[0]], [0, self.size[1] - scaled[1]], [0, 0]])
         out.set_shape([images.shape[0], *self.size, 3])
         return out
@@ -129,37 +136,39 @@ class InputPixelBoxes(keras.layers.Layer):
         return config
 
 
-def serving_detector(model) -> keras.Model:
-    """`zoo export`'s detection graph: uint8 `images` of any size -> `boxes` (B, D, 4)
-    [x0, y0, x1, y1] in the images' pixels, `scores`, `classes` and `num_detections`, after
-    the letterbox, the model and `DecodeDetections` (the graph evaluation runs)."""
+def serving_detector(model, agnostic_nms: bool = True) -> keras.Model:
+    """The detection serving graph (`zoo predict`, `zoo.load_predictor`, `zoo export`): uint8
+    `images` of any size -> `boxes` (B, D, 4) [x0, y0, x1, y1] in the images' pixels, `scores`,
+    `classes` and `num_detections`, after the letterbox, the model and `DecodeDetections` (the
+    graph evaluation runs, but by default with `agnostic_nms`: NMS over all classes)."""
     from zoo.serving import image_input
 
     size = model_anchor_config(model).image_size
     images = image_input()
-    decoded = detector(model)(Letterbox(size, name="letterbox")(images))
+    decoded = detector(model, agnostic_nms)(Letterbox(size, name="letterbox")(images))
     boxes = InputPixelBoxes(size, name="input_pixel_boxes")(decoded["boxes"], images)
     return keras.Model(images, {**decoded, "boxes": boxes}, name=f"{model.name}_serving")
 
 
-# Built once per model. The detector shares the model's layers (built from model.inputs and
+# Built once per model and NMS mode. The detector shares the model's layers (built from model.inputs and
 # model.outputs), not the model object, so the entry goes when the model does.
-_DETECTORS: "weakref.WeakKeyDictionary[keras.Model, keras.Model]" = weakref.WeakKeyDictionary()
+_DETECTORS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
-def detector(model) -> keras.Model:
+def detector(model, agnostic_nms: bool = False) -> keras.Model:
     """The inference graph of a zoo detector: images (B, H, W, 3) -> the padded detections
-    of `DecodeDetections` (a dict), built under the model's distribution strategy."""
+    of `DecodeDetections` (a dict; NMS per class, or over all classes with `agnostic_nms`),
+    built under the model's distribution strategy. Evaluation runs it per class (COCO)."""
 
-    found = _DETECTORS.get(model)
+    found = _DETECTORS.setdefault(model, {}).get(agnostic_nms)
     if found is None:
         config = model_anchor_config(model)
         num_classes = int(model.output_shape[-1]) - 4  # 4 box deltas, then the class logits
         with model.distribute_strategy.scope():
-            decoded = DecodeDetections(dataclasses.asdict(config), num_classes,
+            decoded = DecodeDetections(dataclasses.asdict(config), num_classes, agnostic=agnostic_nms,
                                        name="decode_detections")(model.outputs[0])
             found = keras.Model(model.inputs, decoded, name=f"{model.name}_detector")
-        _DETECTORS[model] = found
+        _DETECTORS[model][agnostic_nms] = found
     return found
 
 

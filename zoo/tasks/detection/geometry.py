@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from zoo.data import boxes as bx
+from zoo.data.resize import resize_images
 from zoo.errors import DataError
 from zoo.lazy import tf
 
@@ -62,7 +63,7 @@ def place(image, boxes, size, training: bool, augment):
     if training and augment.scale_jitter:
         scale *= tf.random.uniform([], augment.scale_jitter[0], augment.scale_jitter[1])
     new_h, new_w = scaled_size(height, width, scale)
-    image = tf.image.resize(image, tf.stack([new_h, new_w]))
+    image = resize_images(image, tf.stack([new_h, new_w]))
     pixels = bx.normalized_to_pixels(boxes, new_h, new_w)
     top = left = tf.constant(0)
     if training and augment.scale_jitter:  # random window where the image is larger than size

@@ -149,22 +149,18 @@ class Segmentation(Task):
                         for out, mask in zip(outputs, truths))
         return segmentation_metrics(confusion, class_names_for(info, info.num_classes), len(truths))
 
-    def predict(self, model, inputs, info, recipe, files):
-        """Per input: the class map at the input's size (probabilities resized bilinearly, then
-        argmax), saved as `<stem>_mask.png` (palette PNG of class ids) and drawn over the image
-        with a legend as `<stem>_segmentation.png` (names: `zoo.predict.OutputFiles`);
-        "classes" lists the classes present, by pixel fraction, largest first."""
-        from zoo.tasks.segmentation.drawing import mask_image, render_overlay
+    picture_kind = "segmentation"
 
-        num_classes = self.model_num_classes(model)
-        names = class_names_for(info, num_classes)
-        serving = self.serving_model(model, recipe)
-        for path, image in inputs:
-            classes = serving.predict_on_batch(image[None])["classes"][0]
-            fractions = np.bincount(classes.ravel(), minlength=num_classes) / classes.size
-            picture = files.save(render_overlay(np.asarray(image), classes, names, fractions), path, "segmentation")
-            mask = files.save(mask_image(classes, names), path, "mask")
-            order = sorted(range(num_classes), key=lambda i: (-fractions[i], i))
-            yield {"input": str(path),
-                   "classes": [[names[i], float(fractions[i])] for i in order if fractions[i] > 0],
-                   "mask": str(mask), "picture": str(picture)}
+    def class_names(self, model, info):
+        return class_names_for(info, self.model_num_classes(model))
+
+    def result(self, source, original, outputs, predictor):
+        from zoo.tasks.segmentation.results import Mask
+
+        return Mask(source, original, predictor.names, outputs["classes"][0])
+
+    def prediction_row(self, result, files, path):
+        """Also the class map as `<stem>_mask.png` (palette PNG of class ids)."""
+        row = super().prediction_row(result, files, path)
+        return {**row, "mask": str(files.save(result.mask_picture(), path, "mask"))}
+

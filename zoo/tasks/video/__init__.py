@@ -33,7 +33,7 @@ from zoo.data import MAX_PIXELS, DatasetInfo, to_rgb
 from zoo.errors import DataError
 from zoo.lazy import keras, tf
 from zoo.tasks.base import Source, predict_all, register_task
-from zoo.tasks.classification import Classification, top_k
+from zoo.tasks.classification import Classification
 from zoo.tasks.video.clips import clip_indices, frame_files, is_clip, read_clip, sample_clips
 
 
@@ -142,21 +142,23 @@ class Video(Classification):
         """A clip folder or video file -> uint8 (T, H, W, 3)."""
         return read_clip(path, max_pixels)
 
-    def predict(self, model, inputs, info, recipe, files):
-        """Per clip: {"input", "top_k" (the scores of its data.eval_clips clips averaged),
-        "picture": `<stem>_frames.png`, up to 8 of the frames the model saw and the top-k
-        labels (drawing.py)}. Frames per clip: the model's own T where it fixes one (a
-        standalone .keras file), else data.num_frames."""
-        import dataclasses
+    input_rank = 4  # a clip (T, H, W, 3)
+    picture_kind = "frames"
 
-        from zoo.tasks.video.clips import clip_indices
-        from zoo.tasks.video.drawing import draw_frame_strip, strip_indices
+    def serving_inputs(self, original, predictor):
+        """A video (T, H, W, 3) -> its `data.eval_clips` clips of the serving graph's frames
+        (clips, frames, H, W, 3), as evaluation samples them."""
+        return np.asarray(original)[self._clip_indices(len(original), predictor)]
 
-        data = dataclasses.replace(recipe.data, num_frames=self.serving_frames(model, recipe))
-        for path, video in inputs:
-            clips = sample_clips(tf.constant(video), data, False, clips=data.eval_clips)
-            probs = np.asarray(model.predict_on_batch(clips), dtype=np.float32).mean(axis=0)
-            labels = top_k(probs, info.class_names)
-            seen = clip_indices(len(video), data.num_frames, data.frame_stride, False, data.eval_clips)
-            picture = files.save(draw_frame_strip(video, strip_indices(seen), labels, info.class_names), path, "frames")
-            yield {"input": str(path), "top_k": labels, "picture": str(picture)}
+    @staticmethod
+    def _clip_indices(length: int, predictor) -> np.ndarray:
+        data = predictor.recipe.data
+        frames = int(predictor.serving.input_shape[1])
+        return np.asarray(clip_indices(length, frames, data.frame_stride, False, data.eval_clips))
+
+    def result(self, source, original, outputs, predictor):
+        """The scores of the video's clips averaged."""
+        from zoo.tasks.video.results import ClipClasses
+
+        return ClipClasses(source, original, predictor.names, outputs["probabilities"].mean(axis=0),
+                           self._clip_indices(len(original), predictor))

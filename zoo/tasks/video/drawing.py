@@ -29,10 +29,12 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def draw_frame_strip(video, indices, top_k, class_names=(), height: int = STRIP_HEIGHT) -> Image.Image:
+def draw_frame_strip(video, indices, top_k, class_names=(), height: int = STRIP_HEIGHT,
+                     numbered: bool = True) -> Image.Image:
     """uint8 (T, H, W, 3) `video`: the frames `indices` side by side at `height` pixels, their
-    numbers under them, then one row per [class name, probability] of `top_k` (a bar of the
-    probability, in the colour of the class's index in `class_names`, and "name 0.873")."""
+    numbers under them (unless not `numbered`: one image's picture), then one row per
+    [class name, probability] of `top_k` (a bar of the probability, in the colour of the class's
+    index in `class_names`, and "name 0.873")."""
     video, class_names = np.asarray(video), list(class_names)
     frames = []
     for index in indices:
@@ -43,13 +45,14 @@ def draw_frame_strip(video, indices, top_k, class_names=(), height: int = STRIP_
     gap, font, row = 4, _font(12), 18
     strip_width = sum(f.width for f in frames) + gap * (len(frames) + 1)
     canvas_width = max(strip_width, 300)
-    top = gap + height + row  # frames, then their numbers
+    top = gap + height + (row if numbered else 0)  # frames, then their numbers
     canvas = Image.new("RGB", (canvas_width, top + gap + row * len(top_k) + gap), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     x = gap
     for index, frame in zip(indices, frames):
         canvas.paste(frame, (x, gap))
-        draw.text((x, gap + height + 2), f"frame {index}", fill=(80, 80, 80), font=font)
+        if numbered:
+            draw.text((x, gap + height + 2), f"frame {index}", fill=(80, 80, 80), font=font)
         x += frame.width + gap
     bar = 120
     for rank, (name, probability) in enumerate(top_k):
