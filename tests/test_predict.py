@@ -293,7 +293,7 @@ def test_detection_labels_are_filled_boxes_with_contrasting_text():
 
 
 def test_frame_strip_picks_frames_evenly_and_writes_the_labels():
-    from zoo.tasks.video.drawing import draw_frame_strip, strip_indices
+    from zoo.tasks.classification.drawing import draw_frame_strip, strip_indices
 
     assert strip_indices([[3, 4, 5]]) == [3, 4, 5]
     assert strip_indices(np.arange(20)) == [0, 3, 5, 8, 11, 14, 16, 19]

@@ -169,3 +169,66 @@ def test_bad_inputs_and_options_are_one_line(tmp_path):
         zoo.load_predictor("digits_cnn.digits", agnostic_nms=True)
     with pytest.raises(ZooError, match=r"^nms: not an option of detection models \(they take agnostic_nms, min_score\)$"):
         zoo.load_predictor("retinanet_small.shapes", nms="agnostic")
+
+
+def test_inputs_of_every_kind_are_named_and_read_as_files_are(tmp_path):
+    """Paths (os.PathLike, a generator of them) give NumPy images; a JPEG's EXIF rotation is
+    applied alike to its path and to its PIL image; pixels given as arrays or PIL images are
+    named by their place; integer arrays of 0..255 are pixels too."""
+    import pathlib
+
+    predictor = load("digits_cnn.digits")
+    images, labels = digit_images(3)
+    tall = np.asarray(Image.fromarray(images[0]).resize((16, 24)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: shown turned 90 degrees clockwise
+    Image.fromarray(tall).save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    [by_path] = predictor.predict(pathlib.PurePosixPath(tmp_path / "turned.jpg"))
+    with Image.open(tmp_path / "turned.jpg") as opened:
+        [by_pil] = predictor.predict(opened)
+    assert isinstance(by_path.image, np.ndarray) and by_path.image.shape == by_pil.image.shape == (16, 24, 3)
+    assert np.abs(by_pil.image.astype(int) - by_path.image).mean() < 6  # two JPEG decoders, one picture
+    assert by_pil.label == by_path.label
+
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    generated = predictor.predict(tmp_path.glob("[0-9].png"))
+    assert sorted(r.source for r in generated) == sorted(str(tmp_path / f"{i}.png") for i in range(3))
+    mixed = predictor.predict([images[0], Image.fromarray(images[1]), images[2].astype(np.int64)])
+    assert [r.source for r in mixed] == ["<array 0>", "<image 1>", "<array 2>"]
+    assert [r.label for r in mixed] == labels
+    with pytest.raises(ZooError, match=r"^expected pixels 0-255, got an array of int64 from -1 to 255$"):
+        predictor.predict(np.full((8, 8, 3), 255, np.int64) - np.eye(8, dtype=np.int64)[..., None] * 256)
+    with pytest.raises(ZooError, match=r"^batch_size: expected a positive integer, got 0$"):
+        zoo.load_predictor("digits_cnn.digits", batch_size=0)
+
+
+def test_batches_are_bounded_by_pixels_and_zoo_predict_keeps_no_image(tmp_path, monkeypatch):
+    """Inputs of one size share a run of the graph up to BATCH_PIXELS input pixels; `zoo predict`
+    lets each input's result (and its decoded image) go once its row is out."""
+    import gc
+    import weakref
+
+    from zoo.predict import iter_predict
+    from zoo.tasks import get_task
+
+    calls = count_graph_runs(monkeypatch)
+    images, _ = digit_images(3)
+    predictor = zoo.load_predictor("digits_cnn.digits")
+    monkeypatch.setattr(predictor_module, "BATCH_PIXELS", 2 * 8 * 8)
+    predictor.predict(images)
+    assert calls == [2, 1]
+
+    monkeypatch.setattr(predictor_module, "BATCH_PIXELS", 1)  # one input per run
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    task, alive = get_task("classification"), []
+    row = task.prediction_row
+    monkeypatch.setattr(task, "prediction_row", lambda result, *rest: alive.append(weakref.ref(result)) or row(result, *rest))
+    rows = iter_predict("digits_cnn.digits", paths, tmp_path / "out")
+    next(rows), next(rows), next(rows)
+    gc.collect()
+    assert [ref() is None for ref in alive] == [True, True, False]  # only the last input's result is held
+

@@ -51,8 +51,8 @@ ZOO_CARDS = {
         "licence": "the UCI digits are CC BY 4.0 (attribution: E. Alpaydin, C. Kaynak, UCI Machine "
                    "Learning Repository); the weights are " + _ZOO_LICENCE,
         "limits": "white-on-black only: black-on-white digits (printed or scanned dark ink on paper) "
-                  "are out of distribution and get confident wrong answers (issue 20: every "
-                  "black-on-white digit called \"8\" at 0.95-1.0; the 1,797 UCI digits inverted "
+                  "are out of distribution and get confident wrong answers (in a user's test, every "
+                  "black-on-white digit was called \"8\" at 0.95-1.0; the 1,797 UCI digits inverted "
                   "score 0.12 accuracy, chance is 0.10) - invert such images (255 - x) first. The "
                   "80/20 split is random, not by writer, so the test accuracy is for the 13 writers "
                   "seen in training. No \"not a digit\" class: any image gets one of 0-9",

@@ -93,24 +93,26 @@ def iter_predict(model_or_run, inputs, output_dir=None, max_pixels: int | None =
                 yield path, task.read_input(path, predictor.max_pixels)
             except DataError as err:
                 if isinstance(err, OversizedImage):  # raised with the option, not the recipe key
-                    err = oversized_line(*err.size, key="--max-pixels")
+                    err = DataError(oversized_line(*err.size, key="--max-pixels"))
                 yield path, err
 
-    done, failed = [], []
+    records, failed = [], []
     for path, result in predictor.iter_results(readable()):
         if isinstance(result, Exception):
             failed.append(path)
             yield {"input": path, "error": str(result)}
         else:
-            done.append((path, result))
+            record = task.prediction_record(result, path, predictor)
+            if record is not None:
+                records.append(record)
             yield task.prediction_row(result, files, path)
-    yield from task.finish_predictions(done, files, predictor)
+    yield from task.finish_predictions(records, files)
     if failed:
         raise DataError(f"{len(failed)} of {len(paths)} inputs could not be read (first: {failed[0]})")
 
 
 def describe(prediction: dict) -> list[str]:
-    """The lines `zoo predict` prints for one prediction, by the keys it has (Task.predict)."""
+    """The lines `zoo predict` prints for one prediction, by the keys it has (`Task.prediction_row`)."""
     path = prediction.get("input")
     if path is None:
         return [prediction["message"]]

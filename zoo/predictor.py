@@ -15,14 +15,18 @@ inputs of one size run through the graph as one batch.
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
+import os
 
 import numpy as np
 
 from zoo.errors import ZooError
 from zoo.tasks import get_task
 
-BATCH_SIZE = 16  # inputs per run of the serving graph
+BATCH_SIZE = 16  # inputs per run of the serving graph at most
+# Input pixels per run at most (a bigger input runs alone): the graph's resize holds about twice
+# its input in float32 per axis, so 16 phone photos of 12 MP would take ~9 GB at once.
+BATCH_PIXELS = 16_000_000
+IMAGE_SOURCE, ARRAY_SOURCE = "<image {}>", "<array {}>"  # inputs given as pixels, by their place
 
 
 def load_predictor(source, *, batch_size: int = BATCH_SIZE, max_pixels: int | None = None, **options) -> "Predictor":
@@ -45,7 +49,9 @@ class Predictor:
                  **options):
         self.task = get_task(recipe.task)
         self.recipe, self.info, self.model = recipe, info, model
-        self.batch_size = int(batch_size)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ZooError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
         self.max_pixels = max_pixels or recipe.data.max_pixels
         self.options = task_options(self.task, options, {**self.task.serving_options, **self.task.result_options})
         self.serving = self.task.serving_model(model, recipe, **self._for(self.task.serving_model))
@@ -63,44 +69,46 @@ class Predictor:
     __call__ = predict
 
     def read(self, inputs):
-        """Yield (source, uint8 array as the task reads it) of each input (see the module doc);
-        an unreadable or unusable input is a ZooError naming it."""
-        if isinstance(inputs, (str, Path)):
-            for path in self.task.expand_inputs([inputs]):
-                yield path, self.task.read_input(path, self.max_pixels)
-        elif isinstance(inputs, (list, tuple)):
-            for item in inputs:
-                yield from self.read(item)
+        """Yield (source, uint8 array as the task reads it) of each input (see the module doc):
+        a file's path, else "<image i>" / "<array i>" by its place among the inputs; an
+        unreadable or unusable input is a ZooError naming it."""
+        for index, (source, original) in enumerate(self._read(inputs)):
+            yield source.format(index) if source in (IMAGE_SOURCE, ARRAY_SOURCE) else source, original
+
+    def _read(self, inputs):
+        if isinstance(inputs, (str, os.PathLike)):
+            for path in self.task.expand_inputs([os.fspath(inputs)]):
+                yield path, np.asarray(self.task.read_input(path, self.max_pixels))
         elif _is_pil(inputs):
             if self.task.input_rank != 3:
                 raise ZooError(f"a PIL image is one frame: {self.task.name} models take clips (T, H, W, 3)")
-            yield "<image>", np.asarray(inputs.convert("RGB"))
+            from PIL import ImageOps
+
+            yield IMAGE_SOURCE, np.asarray(ImageOps.exif_transpose(inputs).convert("RGB"))  # as files are read
+        elif isinstance(inputs, (list, tuple)) or (not hasattr(inputs, "__array__") and hasattr(inputs, "__iter__")):
+            for item in inputs:
+                yield from self._read(item)
         else:
             array = _pixels(inputs, self.task.input_rank)
-            if array.ndim == self.task.input_rank:
-                yield "<array>", array
-            else:
-                for index, item in enumerate(array):
-                    yield f"<array {index}>", item
+            for item in [array] if array.ndim == self.task.input_rank else array:
+                yield ARRAY_SOURCE, item
 
     def iter_results(self, readable):
         """(source, array | exception) pairs -> (source, Result | that exception), in order.
         Consecutive arrays of one shape go through the serving graph together, at most
-        `batch_size` inputs at once; an exception (an input that could not be read) passes
-        through in its place."""
-        group, shape = [], None
+        `batch_size` inputs and `BATCH_PIXELS` input pixels at once; an exception (an input that
+        could not be read) passes through in its place."""
+        group, shape, inputs, pixels = [], None, 0, 0
         for source, original in readable:
             rows = None if isinstance(original, Exception) else self.task.serving_inputs(original, self)
-            if rows is not None and group and (rows.shape[1:] != shape or self._inputs(group) == self.batch_size):
-                yield from self._run(group)
-                group = []
-            shape = rows.shape[1:] if rows is not None else shape
+            if rows is not None:
+                size = rows.size // rows.shape[-1]
+                if inputs and (rows.shape[1:] != shape or inputs == self.batch_size or pixels + size > BATCH_PIXELS):
+                    yield from self._run(group)
+                    group, inputs, pixels = [], 0, 0
+                shape, inputs, pixels = rows.shape[1:], inputs + 1, pixels + size
             group.append((source, original, rows))
         yield from self._run(group)
-
-    @staticmethod
-    def _inputs(group) -> int:
-        return sum(rows is not None for _, _, rows in group)
 
     def _run(self, group):
         batches = [rows for _, _, rows in group if rows is not None]
@@ -149,10 +157,15 @@ def _is_pil(value) -> bool:
 
 
 def _pixels(value, rank: int) -> np.ndarray:
-    """An array-like of uint8 pixels -> one input (`rank` dims, 3 channels) or a batch of them;
-    grey (no channel axis, or 1 channel) and RGBA converted to RGB; a ZooError otherwise."""
+    """An array-like of pixels 0..255 (uint8, or integers in that range) -> uint8, one input
+    (`rank` dims, 3 channels) or a batch of them; grey (no channel axis, or 1 channel) and RGBA
+    converted to RGB; a ZooError otherwise."""
     array = np.asarray(value)
     what = "images (H, W, 3)" if rank == 3 else "clips (T, H, W, 3)"
+    if np.issubdtype(array.dtype, np.integer) and array.dtype != np.uint8:
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ZooError(f"expected pixels 0-255, got an array of {array.dtype} from {array.min()} to {array.max()}")
+        array = array.astype(np.uint8)
     if array.dtype != np.uint8:
         raise ZooError(f"expected uint8 pixels (0-255), got an array of {array.dtype}: for values in "
                        "[0, 1] pass (array * 255).round().astype('uint8')")

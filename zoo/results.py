@@ -24,7 +24,7 @@ class Result:
 
     def __init__(self, source: str, image, names):
         self.source = str(source)
-        self.image = image
+        self.image = np.asarray(image)
         self.names = list(names)
 
     def picture(self):

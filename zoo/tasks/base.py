@@ -272,7 +272,12 @@ class Task:
         picture = files.save(result.picture(), path, self.picture_kind)
         return {"input": str(path), **result.to_dict(), "picture": str(picture)}
 
-    def finish_predictions(self, results, files, predictor) -> list[dict]:
-        """Rows after the last input's (e.g. a file of every input), from [(path, result)]:
-        {"input": None, "message": text} each."""
+    def prediction_record(self, result, path, predictor):
+        """What `finish_predictions` needs of one input's result, kept until the last input
+        (never the image: a folder of photos would pile up); None: nothing."""
+        return None
+
+    def finish_predictions(self, records, files) -> list[dict]:
+        """Rows after the last input's (e.g. a file of every input), from the inputs'
+        `prediction_record`s: {"input": None, "message": text} each."""
         return []

@@ -32,7 +32,7 @@ class Classes(Result):
         return self.names[int(np.argmax(self.probabilities))]
 
     def picture(self):
-        from zoo.tasks.video.drawing import draw_frame_strip
+        from zoo.tasks.classification.drawing import draw_frame_strip
 
         return draw_frame_strip(np.asarray(self.image)[None], [0], self.top_k, self.names, numbered=False)
 

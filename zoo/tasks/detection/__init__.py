@@ -252,8 +252,9 @@ class Detection(Task):
         return gaps
 
     # -- prediction ----------------------------------------------------------------
-    # One box per object by default (Ultralytics' `agnostic_nms=True`), in `zoo predict`,
-    # `zoo.load_predictor` and `zoo export` alike; evaluation keeps COCO's per-class NMS.
+    # One box per object by default (as KerasHub's detectors; Ultralytics' `agnostic_nms=True`), in
+    # `zoo predict`, `zoo.load_predictor` and `zoo export` alike; evaluation keeps COCO's per-class
+    # NMS (benchmarks/nms_modes.py: the shipped weights lose 0.03 mAP to agnostic NMS).
     serving_options = {"agnostic_nms": True}
     result_options = {"min_score": DISPLAY_THRESHOLD}
     picture_kind = "detections"
@@ -277,15 +278,18 @@ class Detection(Task):
         """The objects of score >= DISPLAY_THRESHOLD listed and drawn (`result` holds them all)."""
         return {**super().prediction_row(result.keep(DISPLAY_THRESHOLD), files, path), "threshold": DISPLAY_THRESHOLD}
 
-    def finish_predictions(self, results, files, predictor):
-        """predictions.json: every detection (COCO results [x, y, w, h] pixels, with file names)."""
+    def prediction_record(self, result, path, predictor):
+        """The image's COCO results ([x, y, w, h] pixels, with its file name)."""
+        ids = category_ids(predictor.info)
+        return [{"file_name": str(path), "category_id": int(ids[label]), "category": result.name(label),
+                 "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "score": float(score)}
+                for (x0, y0, x1, y1), score, label in zip(result.boxes, result.scores, result.labels)]
+
+    def finish_predictions(self, records, files):
+        """predictions.json: every detection of every image (COCO results)."""
         from zoo.tasks.detection.evaluation import SCORE_THRESHOLD
 
-        ids = category_ids(predictor.info)
-        rows = [{"file_name": str(path), "category_id": int(ids[label]), "category": result.name(label),
-                 "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "score": float(score)}
-                for path, result in results
-                for (x0, y0, x1, y1), score, label in zip(result.boxes, result.scores, result.labels)]
+        rows = [row for record in records for row in record]
         target = files.write_text("predictions.json", json.dumps(rows, indent=1))
         return [{"input": None, "message": (f"all detections (score >= {SCORE_THRESHOLD}, dataset category ids, "
                                             f"COCO [x, y, w, h] pixels): {target}")}]

@@ -16,7 +16,7 @@ class ClipClasses(Classes):
         self.frames = sorted({int(i) for i in np.asarray(frames).ravel()})
 
     def picture(self):
-        from zoo.tasks.video.drawing import draw_frame_strip, strip_indices
+        from zoo.tasks.classification.drawing import draw_frame_strip, strip_indices
 
         return draw_frame_strip(self.image, strip_indices(self.frames), self.top_k, self.names)
 

@@ -1,6 +1,6 @@
-"""The picture of a video prediction for `zoo predict`: a strip of frames the model saw, side by
-side at one height, each with its frame number, and the top-k labels written under it with a bar
-per probability in the class colour (`zoo.data.class_color`)."""
+"""The picture of a top-k prediction for `zoo predict`: the image (video: a strip of the frames
+the model saw, side by side at one height, each with its frame number), and the top-k labels
+written under it with a bar per probability in the class colour (`zoo.data.class_color`)."""
 from __future__ import annotations
 
 import numpy as np
