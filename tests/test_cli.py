@@ -26,7 +26,7 @@ def test_list_and_recipes(capsys):
     code, out, _ = run_cli(capsys, "recipes", "cifar*")
     assert "digits_cnn" not in out
     code, out, _ = run_cli(capsys, "recipes", "--task", "video")
-    rows = [line.split() for line in out.splitlines()]
+    rows = [line.split() for line in out.splitlines()[1:]]  # after the header
     assert {row[0] for row in rows} == {"moving_shapes_cnn_lstm", "moving_shapes_frame_avg", "ucf101_cnn_lstm"}
     assert all(row[1] == "video" for row in rows)
 

@@ -106,7 +106,7 @@ def test_two_workers_learn_like_one_process_and_only_the_chief_writes(cluster, t
     assert metrics["num_examples"] == 360  # every worker evaluates all of the eval split ...
     finals = [line for _, stdout, _ in results for line in stdout.splitlines() if line.startswith("metrics: ")]
     assert finals == [f"metrics: {json.dumps(metrics)}"] * 2  # ... with the same model
-    assert [int(r["epoch"]) for r in history_rows(out)] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in history_rows(out)] == [1, 2, 3, 4]
     assert "runtime.distribution multi_worker (2 replica(s))" in (out / "recipe.yaml").read_text()
     written = {p.name for p in out.iterdir()}
     assert {"recipe.yaml", "dataset.json", "history.csv", "metrics.json", "model.keras", "best.keras",
@@ -141,7 +141,7 @@ def test_a_killed_worker_stops_the_job_and_resume_finishes_it(cluster, tmp_path)
         assert code == 0, stderr[-3000:]
         assert f"resuming after epoch {completed}" in stdout
     assert "taking the run directory over" in results[0][1]
-    assert [int(r["epoch"]) for r in history_rows(out)] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in history_rows(out)] == [1, 2, 3]
     assert json.loads((out / "metrics.json").read_text())["accuracy"] > 0.9  # one process, 3 epochs: 0.96
     assert not list(cluster.tmp.glob("zoo-worker*"))
 

@@ -74,17 +74,17 @@ def test_kill_9_at_several_points_then_resume_completes(tmp_path):
     # 1. Killed while writing the third checkpoint: the second stays the latest.
     code, _, _ = zoo_process(tmp_path, *TRAIN, "train.epochs=6", "--output", str(run), fault="checkpoint:3")
     assert code == -signal.SIGKILL
-    assert state(run)["epoch"] == 2 and history_epochs(run) == [0, 1, 2]
+    assert state(run)["epoch"] == 2 and history_epochs(run) == [1, 2, 3]
     # 2. Resumed, then killed while writing model.keras after the last epoch.
     code, out, err = zoo_process(tmp_path, *TRAIN, "train.epochs=6", "--output", str(run), "--resume",
                                  fault="model")
     assert code == -signal.SIGKILL, err
     assert "resuming after epoch 2" in out and "taking the run directory over" in out
-    assert history_epochs(run) == [0, 1, 2, 3, 4, 5] and not (run / "model.keras").exists()
+    assert history_epochs(run) == [1, 2, 3, 4, 5, 6] and not (run / "model.keras").exists()
     # 3. Resumed: nothing left to train; the model and metrics are written.
     code, out, err = zoo_process(tmp_path, *TRAIN, "train.epochs=6", "--output", str(run), "--resume")
     assert code == 0, err
-    assert history_epochs(run) == [0, 1, 2, 3, 4, 5]
+    assert history_epochs(run) == [1, 2, 3, 4, 5, 6]
     assert json.loads((run / "metrics.json").read_text())["accuracy"] > 0.8
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "epoch-0005.weights.h5", "epoch-0006.weights.h5", "state.json"]
@@ -94,7 +94,7 @@ def test_kill_9_at_several_points_then_resume_completes(tmp_path):
     code, out, err = zoo_process(tmp_path, *TRAIN, "train.epochs=7", "--output", str(run), "--resume")
     assert code == 0, err
     assert "resumed from the backup copy epoch-0005.weights.h5 (epoch 5)" in out
-    assert history_epochs(run) == [0, 1, 2, 3, 4, 5, 6]
+    assert history_epochs(run) == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_kill_9_mid_epoch_then_resume_completes(tmp_path):
@@ -107,7 +107,7 @@ def test_kill_9_mid_epoch_then_resume_completes(tmp_path):
     done = len(history_epochs(run))
     code, out, err = zoo_process(tmp_path, *TRAIN, f"train.epochs={done + 2}", "--output", str(run), "--resume")
     assert code == 0, err
-    assert history_epochs(run) == list(range(done + 2))
+    assert history_epochs(run) == list(range(1, done + 3))
     assert "resuming with a changed recipe key: train.epochs: 40 ->" in out
 
 
@@ -130,7 +130,7 @@ def test_a_second_trainer_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, c
     out = capsys.readouterr().out
     assert code == 0
     assert f"process {proc.pid} on" in out and "taking the run directory over" in out
-    assert history_epochs(run) == [0, 1, 2]
+    assert history_epochs(run) == [1, 2, 3]
 
 
 # ------------------------------------------------------------------------------ divergence
@@ -147,7 +147,7 @@ def test_nan_keeps_the_last_finite_checkpoint_and_resume_recovers(tmp_path, caps
     message = str(caught.value)
     assert "at epoch 3" in message and "lower train.optimizer.learning_rate" in message
     assert "keeps epoch 2, the last with finite weights" in message
-    assert state(tmp_path)["epoch"] == 2 and history_epochs(tmp_path) == [0, 1]
+    assert state(tmp_path)["epoch"] == 2 and history_epochs(tmp_path) == [1, 2]
     model = zoo.create_model("digits_cnn")
     model.load_weights(tmp_path / "checkpoints" / state(tmp_path)["weights"])
     assert all(np.isfinite(w).all() for w in model.get_weights())
@@ -155,7 +155,7 @@ def test_nan_keeps_the_last_finite_checkpoint_and_resume_recovers(tmp_path, caps
     run = zoo.train(tiny("digits_cnn", *diverging, "train.schedule.decay_rate=0.1"),
                     output_dir=tmp_path, resume=True)
     assert len(run.history["loss"]) == 2 and np.isfinite(run.history["loss"]).all()
-    assert history_epochs(tmp_path) == [0, 1, 2, 3]
+    assert history_epochs(tmp_path) == [1, 2, 3, 4]
     assert run.metrics["accuracy"] > 0.7
 
 
@@ -217,7 +217,7 @@ def test_a_resume_that_changes_shapes_is_refused_before_writing(tmp_path, capsys
     out = capsys.readouterr().out
     assert "train.epochs: 2 -> 3" in out and "train.optimizer.learning_rate: 0.003 -> 0.001" in out
     assert zoo.load_recipe(run / "recipe.yaml").train.epochs == 3
-    assert history_epochs(run) == [0, 1, 2]
+    assert history_epochs(run) == [1, 2, 3]
 
 
 # ------------------------------------------------------------------------------ history.csv
@@ -228,10 +228,10 @@ def test_history_has_one_row_per_epoch_and_one_header(tmp_path):
     run.mkdir()
     (run / "history.csv").write_text("epoch,loss\n0,9.0\n1,8.0\n")  # a history without checkpoints
     zoo.train(tiny("digits_cnn", "train.epochs=2"), output_dir=run)
-    assert history_epochs(run) == [0, 1]
+    assert history_epochs(run) == [1, 2]
     # Resumed without validation: the val_ columns stay, empty in the new row.
     zoo.train(tiny("digits_cnn", "train.epochs=3", "train.validate=false"), output_dir=run, resume=True)
-    assert history_epochs(run) == [0, 1, 2]
+    assert history_epochs(run) == [1, 2, 3]
     with open(run / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows[1]["val_accuracy"] and rows[2]["val_accuracy"] == "" and float(rows[2]["loss"]) < 9
@@ -258,7 +258,7 @@ def test_a_run_checkpointed_by_keras_backup_and_restore_resumes(tmp_path):
     for name in ("state.json", "epoch-0001.weights.h5"):
         (checkpoints / name).unlink()
     run = zoo.train(tiny("digits_cnn", "train.epochs=3"), output_dir=tmp_path, resume=True)
-    assert len(run.history["loss"]) == 1 and history_epochs(tmp_path) == [0, 1, 2]
+    assert len(run.history["loss"]) == 1 and history_epochs(tmp_path) == [1, 2, 3]
     assert state(tmp_path) == {"epoch": 3, "weights": "epoch-0003.weights.h5",
                                "previous": [2, "latest.weights.h5"]}  # the old file is the backup
     assert sorted(p.name for p in checkpoints.iterdir()) == [

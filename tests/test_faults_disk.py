@@ -85,13 +85,13 @@ def test_a_full_disk_stops_training_with_one_line_and_resume_continues(small_dis
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "epoch-0001.weights.h5", "epoch-0002.weights.h5", "state.json"]  # no half-written temporary file
     assert not [p for p in run.rglob("*") if "tmp" in p.name]
-    assert [int(r["epoch"]) for r in history_rows(run)] == [0, 1, 2]  # epoch 3's row; its checkpoint failed
+    assert [int(r["epoch"]) for r in history_rows(run)] == [1, 2, 3]  # epoch 3's row; its checkpoint failed
 
     resize("4m")
     done = zoo(*args, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming after epoch 2" in done.stdout and "warning" not in done.stdout
-    assert [int(r["epoch"]) for r in history_rows(run)] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in history_rows(run)] == [1, 2, 3, 4]
     assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 4
     assert (run / "model.keras").is_file() and (run / "metrics.json").is_file()
 

@@ -130,4 +130,4 @@ def test_two_workers_train_on_tfrecord_shards(tmp_path):
         finals += [json.loads(line[len("metrics: "):]) for line in stdout.splitlines() if line.startswith("metrics: ")]
     assert len(finals) == 2 and finals[0] == finals[1], finals  # the same model, the same whole eval split
     assert finals[0]["num_examples"] == 360 and finals[0]["accuracy"] > 0.8, finals  # 0.93; chance 0.1
-    assert [int(r["epoch"]) for r in history_rows(tmp_path / "run")] == [0, 1]
+    assert [int(r["epoch"]) for r in history_rows(tmp_path / "run")] == [1, 2]

@@ -24,7 +24,7 @@ def test_digits_quickstart_learns_and_writes_the_run_dir(tmp_path):
     assert any((run.output_dir / "logs").rglob("*tfevents*"))
     assert json.loads((run.output_dir / "metrics.json").read_text()) == run.metrics
     rows = history_rows(run.output_dir)
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     # The saved recipe is the resolved one and reloads as-is.
     assert zoo.load_recipe(run.output_dir / "recipe.yaml").train.epochs == 4
@@ -113,7 +113,7 @@ def test_resume_continues_after_an_interrupted_epoch(tmp_path, monkeypatch):
         zoo.train(recipe, output_dir=tmp_path)
     run = zoo.train(recipe, output_dir=tmp_path, resume=True)
     assert len(run.history["loss"]) == 2  # only the two remaining epochs ran
-    assert [int(r["epoch"]) for r in history_rows(tmp_path)] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in history_rows(tmp_path)] == [1, 2, 3]
     assert run.metrics["accuracy"] > 0.5
 
 

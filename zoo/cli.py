@@ -154,15 +154,42 @@ def cmd_info(args):
     print("\n".join(format_card(card(args.model))))
 
 
+def data_needed(data: dict) -> str:
+    """What a recipe's data takes: nothing (embedded, generated), a TFDS download, or the user's files."""
+    source = data.get("source", "tfds")
+    if source == "tfds":
+        return f"TFDS download: {data.get('name') or '?'}"
+    return {"digits": "embedded", "synthetic": "generated"}.get(source, f"your folder ({source}, data.path)")
+
+
+def expected_metric(path, name: str) -> str:
+    """The first (main) metric of the zoo weight this recipe trained (the weights table), else what
+    the recipe's comments say to expect, else "—"."""
+    from zoo.recipe import expected_comment
+    from zoo.weights_table import ZOO_WEIGHTS
+
+    for row in ZOO_WEIGHTS:
+        if row["recipe"] == name:
+            metric, value = next(iter(row["metrics"].items()))
+            return f"{metric} {value:.4f} (measured: weights {row['model']}.{row['tag']})"
+    return expected_comment(path) or "—"
+
+
 def cmd_recipes(args):
     import fnmatch
 
-    from zoo.recipe import RECIPES_DIR, recipe_task, shipped_recipes
+    from zoo.recipe import recipe_fields, shipped_recipes
 
+    rows = [("NAME", "TASK", "MODEL", "DATA", "EXPECTED")]
     for path in shipped_recipes():
-        task = recipe_task(path)
+        fields = recipe_fields(path)
+        task = str(fields.get("task", "?"))
         if fnmatch.fnmatch(path.stem, args.pattern) and args.task in (None, task):
-            print(f"{path.stem:28s} {task:15s} {path.relative_to(RECIPES_DIR)}")
+            rows.append((path.stem, task, str((fields.get("model") or {}).get("name", "?")),
+                         data_needed(fields.get("data") or {}), expected_metric(path, path.stem)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
 
 
 def cmd_train(args):

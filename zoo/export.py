@@ -256,7 +256,9 @@ def load_exported(path):
 
 def data_description(data) -> str:
     """The source and the data it reads, e.g. "folder /data/rgb3" (a relative path, as an older
-    run's recipe.yaml holds it, made absolute: what is read from here)."""
+    run's recipe.yaml holds it, made absolute: what is read from here), "tfds cifar10"."""
+    if data.source == "digits":
+        return "digits (embedded UCI 8x8)"
     where = data.path or data.name
     if data.path and "://" not in data.path:
         where = os.path.abspath(data.path)

@@ -4,6 +4,7 @@ train.freeze_epochs (`HeadOnly`)."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 
 import keras
@@ -22,9 +23,12 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class EpochSummary(keras.callbacks.ProgbarLogger):
-    """One summary line per epoch (losses, metrics, lr, time); with verbose 1 after Keras'
-    progress bar, with verbose 2 alone (Keras' own epoch line would repeat it). `epochs`: the
-    run's total, where one `fit` runs only some of them (train.freeze_epochs)."""
+    """One line per epoch: "epoch 3/30 - 0.3s - loss 0.1234 - ... - lr 0.003", the epoch's time
+    once (history.csv's `epoch_seconds`, not a metric). verbose 1 in a terminal: Keras' progress
+    bar while the epoch runs, then the line in its place (the bar's end-of-epoch metrics would
+    repeat it); verbose 1 when stdout is not a terminal (a file, a pipe), and verbose 2: the line
+    alone, with no ANSI escapes or carriage returns; verbose 0: nothing. `epochs`: the run's
+    total, where one `fit` runs only some of them (train.freeze_epochs)."""
 
     def __init__(self, epochs: int | None = None):
         super().__init__()
@@ -33,18 +37,18 @@ class EpochSummary(keras.callbacks.ProgbarLogger):
     def set_params(self, params):
         super().set_params(params)
         self.epochs = self.total or self.epochs
+        self.bar = self.verbose == 1 and sys.stdout.isatty()
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.verbose == 1:
-            super().on_epoch_begin(epoch, logs)
+        if self.bar:  # a fresh bar; no "Epoch i/n" line: the summary names the epoch
+            self._reset_progbar()
+            self._maybe_init_progbar()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.verbose == 1:
+        if self.bar:
             super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.verbose == 1:
-            super().on_epoch_end(epoch, logs)
         if not self.verbose:
             return
         logs = dict(logs or {})
@@ -52,7 +56,8 @@ class EpochSummary(keras.callbacks.ProgbarLogger):
         parts = [f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"]
         lr = self.model.optimizer.learning_rate
         parts.append(f"lr {float(keras.ops.convert_to_numpy(lr)):.3g}")
-        print(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - " + " - ".join(parts), flush=True)
+        erase_bar = "\r\x1b[2K" if self.bar else ""
+        print(f"{erase_bar}epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - " + " - ".join(parts), flush=True)
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):

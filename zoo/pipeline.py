@@ -26,6 +26,7 @@ from zoo.data import DatasetInfo, load_split, preview
 from zoo.data.image_files import oversized_image
 from zoo.fit_callbacks import EpochSummary, EpochTensorBoard, EpochTimer, HeadOnly, MainMetric
 from zoo.errors import DataError, RecipeError, ZooError, cannot_write, make_folder
+from zoo.export import data_description
 from zoo.models import create_model, get_entry, get_spec, load_model_file
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
@@ -256,7 +257,7 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
     if write_dir != out:
         resumed += f" (written by the chief; this worker writes {write_dir}, removed at the end)"
     print(f"training {recipe.model.name} ({model.count_params():,} parameters) on "
-          f"{recipe.data.source}:{recipe.data.name or recipe.data.path}, "
+          f"{data_description(recipe.data)}, "
           f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name} "
           f"({runtime.policy_reason(recipe.runtime)}); "
           f"run directory {out}{resumed}", flush=True)
@@ -290,7 +291,7 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
     if head_only:
         head_only.restore()  # the saved model records every layer's own setting
     run_dir.save_model_atomic(model, write_dir / "model.keras")
-    save_curves(write_dir / "history.csv", write_dir / "curves.png")
+    save_curves(write_dir / "history.csv", write_dir / "curves.png", task.main_metric)
     if evaluator is not None and evaluator.last and evaluator.last[0] == checkpoint.epoch - 1:
         metrics = evaluator.last[1]  # the last epoch was evaluated: the same model, the same numbers
     else:

@@ -75,9 +75,18 @@ def shipped_recipes() -> list[Path]:
     return sorted(p for p in RECIPES_DIR.rglob("*.yaml") if p.parent.name != "base")
 
 
-def recipe_task(path: Path) -> str:
-    """The task a recipe file names (after `extends`), without validating the rest."""
-    return str(_resolve_extends(Path(path)).get("task", "?"))
+def recipe_fields(path: Path) -> dict:
+    """A recipe file's keys (after `extends`), not validated: a quick look, as `zoo recipes` takes."""
+    return _resolve_extends(Path(path))
+
+
+def expected_comment(path: Path) -> str | None:
+    """What a recipe file's own comments say to expect, without its sources ("# Expected: test
+    accuracy 0.9125 (error 8.75%, ...)" -> "test accuracy 0.9125"); None where they say nothing."""
+    comments = " ".join(line.strip().lstrip("#").strip() for line in Path(path).read_text().splitlines()
+                        if line.strip().startswith("#"))
+    found = re.search(r"\bExpected\b[^:(]*(?:\([^)]*\)[^:(]*)?:\s*(.+?)(?: \(| --| —|;|\.(?: |$))", comments)
+    return found[1] if found else None
 
 
 def _resolve_extends(path: Path, seen=()) -> dict:

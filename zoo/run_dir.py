@@ -291,25 +291,32 @@ class DivergenceGuard(keras.callbacks.Callback):
 
 
 class HistoryLog(keras.callbacks.Callback):
-    """`history.csv`: one header, one row per completed epoch, rewritten atomically at each
-    epoch's end (a resumed or re-run epoch replaces its row; a diverged epoch adds none)."""
+    """`history.csv`: one header, one row per completed epoch (its logs and `learning_rate`),
+    rewritten atomically at each epoch's end (a resumed or re-run epoch replaces its row; a
+    diverged epoch adds none)."""
 
     def __init__(self, path: Path, initial_epoch: int, guard: DivergenceGuard):
         super().__init__()
         self.path, self.guard = Path(path), guard
-        self.rows = [r for r in self._read() if int(r["epoch"]) < initial_epoch]
+        self.rows = [r for r in self._read() if int(r["epoch"]) <= initial_epoch]
 
     def _read(self) -> list[dict]:
         if not self.path.is_file():
             return []
         with open(self.path, newline="") as f:
-            return [r for r in csv.DictReader(f) if (r.get("epoch") or "").isdigit()]
+            rows = [r for r in csv.DictReader(f) if (r.get("epoch") or "").isdigit()]
+        if any(r["epoch"] == "0" for r in rows):  # written before epochs were numbered from 1
+            for r in rows:
+                r["epoch"] = str(int(r["epoch"]) + 1)
+        return rows
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.tripped:
             return
-        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
-        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch] + [row]
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}  # from 1, as state.json
+        # The schedule's rate after the epoch, as the log's `lr` and TensorBoard's learning_rate show it.
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
         columns = list(dict.fromkeys(k for r in self.rows for k in r))
         text = io.StringIO()
         writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")
@@ -421,12 +428,12 @@ class BestModel(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if self.guard.tripped or value is None:
             return
-        if self._see(epoch, float(value)):
+        if self._see(epoch + 1, float(value)):
             self.save()
         if self.stopped:
             self.model.stop_training = True
 
     def message(self) -> str:
-        return (f"stopped early after epoch {self.last_epoch + 1}: {self.monitor} has not improved for "
+        return (f"stopped early after epoch {self.last_epoch}: {self.monitor} has not improved for "
                 f"{self.wait} evaluation(s) (train.early_stopping.patience {self.patience}); best "
-                f"{self.best:.4g} at epoch {self.best_epoch + 1}, saved as best.keras")
+                f"{self.best:.4g} at epoch {self.best_epoch}, saved as best.keras")
