@@ -15,7 +15,7 @@ from conftest import history_rows, tiny
 
 import zoo
 from zoo.cli import data_needed, main
-from zoo.recipe import RECIPES_DIR, shipped_recipes
+from zoo.recipe import RECIPES_DIR, expected_comment, shipped_recipes
 from zoo.weights_table import ZOO_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_a_history_written_before_epochs_counted_from_1_is_renumbered_on_resume(
 # ------------------------------------------------------------------------------ zoo recipes
 
 
-def test_recipes_lists_the_data_each_needs_and_what_to_expect(capsys):
+def test_recipes_lists_the_data_each_needs_and_what_to_expect(capsys, tmp_path):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "TASK", "MODEL", "DATA", "EXPECTED"]
@@ -132,9 +132,13 @@ def test_recipes_lists_the_data_each_needs_and_what_to_expect(capsys):
     assert "TFDS download: cifar10 " in rows["cifar10_resnet20"]
     assert "Expected: test accuracy 0.9125 (" in (RECIPES_DIR / "classification/cifar10_resnet20.yaml").read_text()
     assert rows["cifar10_resnet20"].endswith("test accuracy 0.9125")
-    assert rows["voc_retinanet_resnet50"].split()[3:] == ["TFDS", "download:", "voc/2007+voc/2012", "mAP50", "~", "77"]
-    # Neither a zoo weight nor an expectation in its comments (not its parent's): a dash.
-    assert rows["moving_shapes_frame_avg"].split()[3:] == ["generated", "—"]
+    assert rows["voc_retinanet_resnet50"].split()[3:] == ["TFDS", "download:", "voc/2007+voc/2012", "mAP50", "~", "0.77"]
+    assert rows["moving_shapes_frame_avg"].split()[3:] == ["generated", "accuracy", "0.496"]
+    # Every shipped recipe says what to expect; comments that say nothing give None (a dash).
+    assert all(row.split()[4:] and row.split()[4:] != ["—"] for row in rows.values())
+    silent = tmp_path / "silent.yaml"
+    silent.write_text("# Measured nowhere.\nextends: ../base/classification.yaml\n")
+    assert expected_comment(silent) is None
 
 
 @pytest.mark.parametrize("data, needed", [
