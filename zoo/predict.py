@@ -4,7 +4,6 @@ the predictions described as text lines (`describe`) or JSON Lines (`to_json`)."
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -48,14 +47,9 @@ class OutputFiles:
 
     def save(self, picture, input_path, kind: str) -> Path:
         """A PIL image saved as `path(input_path, kind)`."""
-        path = self.path(input_path, kind)
-        try:
-            picture.save(path)
-        except OSError as err:
-            with contextlib.suppress(OSError):  # no half a picture (a full disk)
-                path.unlink()
-            raise cannot_write(path, err) from None
-        return path
+        from zoo.results import save_picture
+
+        return save_picture(picture, self.path(input_path, kind))
 
     def write_text(self, name: str, text: str) -> Path:
         """A file of all the inputs, straight in the folder."""

@@ -19,6 +19,24 @@ from pathlib import Path
 import numpy as np
 
 
+def save_picture(picture, path) -> Path:
+    """A PIL image written to `path`, the format from its suffix; a file that cannot be written
+    (a full disk, no format for the suffix) is one ZooError line naming it, and no part of it
+    is left."""
+    from zoo.errors import cannot_write
+
+    path = Path(path)
+    try:
+        picture.save(path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise cannot_write(path, err) from None
+    except ValueError as err:  # PIL: no format for the suffix
+        raise cannot_write(path, err) from None
+    return path
+
+
 class Result:
     """One input's prediction (see the module doc)."""
 
@@ -36,20 +54,8 @@ class Result:
         return np.asarray(self.picture().convert("RGB"))
 
     def save(self, path) -> Path:
-        """The picture of `plot` written to `path` (the format from its suffix; a file that
-        cannot be written is one ZooError line naming it, and no part of it is left)."""
-        from zoo.errors import cannot_write
-
-        path = Path(path)
-        try:
-            self.picture().save(path)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise cannot_write(path, err) from None
-        except ValueError as err:  # PIL: no format for the suffix
-            raise cannot_write(path, err) from None
-        return path
+        """The picture of `plot` written to `path` (`save_picture`)."""
+        return save_picture(self.picture(), path)
 
     def to_dict(self) -> dict:
         """The prediction as plain Python data (JSON-ready)."""

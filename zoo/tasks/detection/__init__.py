@@ -48,7 +48,7 @@ from zoo.data import boxes as bx
 from zoo.errors import RecipeError
 from zoo.lazy import tf
 from zoo.tasks.base import Source, Task, predict_chunks, register_task
-from zoo.tasks.detection.geometry import canonical_objects, model_anchor_config, place
+from zoo.tasks.detection.geometry import anchor_targets, canonical_objects, model_anchor_config, place
 from zoo.tasks.detection.sources import category_extras, tfds_object_features
 
 DISPLAY_THRESHOLD = 0.3  # the detections `zoo predict` lists and draws, and a predictor returns
@@ -123,15 +123,11 @@ class Detection(Task):
 
     def prepare(self, example, recipe, info, training):
         """-> (float32 image (H, W, 3), targets (num_anchors, 5)) for fit and validation."""
-        anchors = self.anchor_grid(recipe).anchors()
-        size = tuple(recipe.data.image_size)
         image, boxes, labels, crowd, _ = canonical_objects(example)
         keep = tf.logical_not(crowd)
         boxes, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
-        image, pixels, visible = place(image, boxes, size, training, recipe.data.augment)
-        pixels, labels = tf.boolean_mask(pixels, visible), tf.boolean_mask(labels, visible)
-        pixels, labels, valid = bx.pad_boxes(pixels, labels, recipe.data.max_boxes)
-        return image, bx.match_anchors(anchors, pixels, labels, valid)
+        return anchor_targets(image, boxes, labels, self.anchor_grid(recipe).anchors(),
+                              tuple(recipe.data.image_size), recipe.data.max_boxes, training, recipe.data.augment)
 
     def prepare_eval(self, example, recipe):
         """-> (float32 image, every ground-truth box in original-image pixels, image size)."""

@@ -34,6 +34,16 @@ def canonical_objects(example):
     return example["image"], boxes, labels, crowd, area
 
 
+def anchor_targets(image, boxes, labels, anchors, size, max_boxes, training=False, augment=None):
+    """uint8 image + yxyx_norm boxes and labels -> (float32 image letterboxed to `size`, the
+    (num_anchors, 5) training target): `place` (with augmentation when training), the boxes
+    still visible padded to `max_boxes`, matched to `anchors` (`zoo.data.boxes.match_anchors`)."""
+    image, pixels, visible = place(image, boxes, size, training, augment)
+    pixels, labels = tf.boolean_mask(pixels, visible), tf.boolean_mask(labels, visible)
+    pixels, labels, valid = bx.pad_boxes(pixels, labels, max_boxes)
+    return image, bx.match_anchors(anchors, pixels, labels, valid)
+
+
 def letterbox_scale(height, width, size):
     """Scale that fits an (height, width) image inside `size`, aspect kept."""
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)

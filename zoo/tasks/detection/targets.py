@@ -2,8 +2,7 @@
 
 A detector's output is one row per anchor, so its targets are the ground truth matched to the
 model's own anchor grid, which only the zoo knows. `detection_targets` makes them with the code
-`zoo train` runs (`Detection.prepare` without the random augmentation): the letterbox of
-`geometry.place`, then `zoo.data.boxes.match_anchors`. The loss is
+`zoo train` runs (`Detection.prepare` without the random augmentation): `geometry.anchor_targets`. The loss is
 `zoo.tasks.detection.losses.RetinaNetLoss()`, the one `zoo train` compiles:
 
     images, targets = detection_targets(model, images, boxes, labels)
@@ -14,10 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.data import boxes as bx
 from zoo.errors import DataError
 from zoo.lazy import tf
-from zoo.tasks.detection.geometry import model_anchor_config, place, sanitize
+from zoo.tasks.detection.geometry import anchor_targets, model_anchor_config, sanitize
 
 
 def detection_targets(model, images, boxes, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +48,8 @@ def detection_targets(model, images, boxes, labels) -> tuple[np.ndarray, np.ndar
                             f"the model has {num_classes} classes, 0..{num_classes - 1}")
         height, width = image.shape[:2]
         normalized, classes = sanitize(xyxy[:, [1, 0, 3, 2]] / [height, width, height, width], classes)
-        letterboxed, pixels, visible = place(tf.constant(image), normalized, config.image_size, False, None)
-        pixels, classes = tf.boolean_mask(pixels, visible), tf.boolean_mask(classes, visible)
-        pixels, classes, valid = bx.pad_boxes(pixels, classes, max(len(xyxy), 1))
+        letterboxed, target = anchor_targets(tf.constant(image), normalized, classes, anchors, config.image_size,
+                                             max(len(xyxy), 1))
         placed.append(letterboxed.numpy())
-        targets.append(bx.match_anchors(anchors, pixels, classes, valid).numpy())
+        targets.append(target.numpy())
     return np.stack(placed), np.stack(targets)

@@ -150,10 +150,9 @@ class Video(Classification):
         (clips, frames, H, W, 3), as evaluation samples them."""
         return np.asarray(original)[self._clip_indices(len(original), predictor)]
 
-    @staticmethod
-    def _clip_indices(length: int, predictor) -> np.ndarray:
+    def _clip_indices(self, length: int, predictor) -> np.ndarray:
         data = predictor.recipe.data
-        frames = int(predictor.serving.input_shape[1])
+        frames = self.serving_frames(predictor.model, predictor.recipe)
         return np.asarray(clip_indices(length, frames, data.frame_stride, False, data.eval_clips))
 
     def result(self, source, original, outputs, predictor):
