@@ -102,7 +102,7 @@ def test_two_workers_learn_like_one_process_and_only_the_chief_writes(cluster, t
         assert "2 replica(s)" in stdout
     assert "the chief: it writes the run directory" in results[0][1]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["accuracy"] >= 0.97  # one process, 4 epochs: 0.981 (the quickstart's 30: 0.997)
+    assert metrics["accuracy"] >= 0.95  # one process, 4 epochs on 90% of train: 0.975 (the quickstart's 30: 0.994)
     assert metrics["num_examples"] == 360  # every worker evaluates all of the eval split ...
     finals = [line for _, stdout, _ in results for line in stdout.splitlines() if line.startswith("metrics: ")]
     assert finals == [f"metrics: {json.dumps(metrics)}"] * 2  # ... with the same model

@@ -83,7 +83,7 @@ def write_one_file_per_class(root, classes=16):
 def test_class_folders_stream_every_file_once_per_epoch(tmp_path):
     root = write_one_file_per_class(tmp_path / "data")
     seen = train_streamed(tmp_path, "digits_cnn", "data.source=folder", f"data.path={root}",
-                          "data.batch_size=4", epochs=2)
+                          "data.batch_size=4", "data.val_split=test", epochs=2)  # no file held out
     assert seen["steps_per_epoch"] == 16 // 4
     one, two = (epoch["labels"] for epoch in seen["epochs"])
     assert sorted(one) == sorted(two) == list(range(16))  # every file once per epoch
@@ -98,7 +98,7 @@ def test_tfrecord_streams_every_example_once_per_epoch(tmp_path):
                                    driver=False)
     assert code == 0, output
     seen = train_streamed(tmp_path, "digits_cnn", "data.source=tfrecord", f"data.path={tmp_path / 'tfr'}",
-                          "data.batch_size=4", "data.shuffle_buffer=4", epochs=2)
+                          "data.batch_size=4", "data.shuffle_buffer=4", "data.val_split=test", epochs=2)
     assert seen["steps_per_epoch"] == 16 // 4
     assert all(sorted(epoch["labels"]) == list(range(16)) for epoch in seen["epochs"])
 
@@ -142,7 +142,7 @@ def test_clip_folders_stream_every_clip_once(tmp_path):
             for t in range(2):
                 png(root / split / f"class{c:02d}" / "clip" / f"{t}.png", np.full((8, 8, 3), c * 20 + t))
     seen = train_streamed(tmp_path, "moving_shapes_cnn_lstm", "data.source=folder", f"data.path={root}",
-                          "data.image_size=[8, 8]", "data.num_frames=2", "data.batch_size=5")
+                          "data.image_size=[8, 8]", "data.num_frames=2", "data.batch_size=5", "data.val_split=test")
     assert seen["steps_per_epoch"] == 12 // 5
     labels = seen["epochs"][0]["labels"]
     assert len(labels) == len(set(labels)) == 10  # 2 batches of 5 distinct clips; the last 2 dropped
@@ -152,7 +152,7 @@ def test_a_bad_cache_budget_is_one_line(tmp_path):
     root = write_one_file_per_class(tmp_path / "data", classes=2)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "ZOO_CACHE_BUDGET_BYTES": "1GB"}
     proc = subprocess.run([sys.executable, "-m", "zoo.cli", "train", "digits_cnn", "data.source=folder",
-                           f"data.path={root}", "--output", tmp_path / "run"],
+                           f"data.path={root}", "data.val_split=test", "--output", tmp_path / "run"],
                           env=env, text=True, capture_output=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (

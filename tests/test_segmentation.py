@@ -391,7 +391,8 @@ def test_train_shapes_quickstart_short(tmp_path):
     measured 0.906-0.914 against an all-background 0.861 (3 epochs gave 0.886-0.901: too close)."""
     recipe = zoo.load_recipe("shapes_unet", overrides=[
         "data.image_size=[32,32]", "data.train_size=768", "data.eval_size=96", "data.batch_size=16",
-        "model.depth=3", "train.epochs=5", "train.verbose=0", "train.optimizer.learning_rate=0.004"])
+        "model.depth=3", "train.epochs=5", "train.verbose=0", "train.optimizer.learning_rate=0.004",
+        "data.val_split=test"])  # validation on the eval split: history's last row is metrics.json
     run = zoo.train(recipe, output_dir=tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["num_examples"] == 96
@@ -406,7 +407,7 @@ def test_train_shapes_quickstart_short(tmp_path):
     assert metrics["mIoU"] > baseline["mIoU"] + 0.1, metrics
     assert metrics["pixel_accuracy"] > background + 0.03, metrics
     # The last epoch's validation metrics (Keras MeanIoU / PixelAccuracy over the same eval
-    # batches, same weights) are metrics.json's: one definition for both.
+    # batches, same weights: data.val_split=test) are metrics.json's: one definition for both.
     with open(tmp_path / "run" / "history.csv") as f:
         last = list(csv.DictReader(f))[-1]
     assert float(last["val_mIoU"]) == pytest.approx(metrics["mIoU"], abs=1e-5)

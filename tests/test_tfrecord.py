@@ -81,7 +81,8 @@ def test_synthetic_round_trip_every_task(tmp_path, capsys, recipe):
     assert "12/12" in out  # the progress bar
     assert out.splitlines()[-1].endswith(f"data.source=tfrecord data.path={tmp_path / 'tfr'}")
     assert sorted(os.listdir(tmp_path / "tfr")) == sorted(
-        [shard_name(s, k, 3) for s in ("train", "test") for k in range(3)] + ["train.json", "test.json", ".lock"])
+        [shard_name(s, k, 3) for s in ("train", "test", "val") for k in range(3)]  # val: the recipe's data.val_split
+        + ["train.json", "test.json", "val.json", ".lock"])
     assert_round_trip(recipe, SYNTHETIC, tmp_path / "tfr")
 
 
@@ -143,7 +144,7 @@ def test_segmentation_and_video_folder_round_trip(tmp_path, capsys):
                               rng.integers(0, 255, (10, 14, 3), np.uint8))
     (tmp_path / "seg" / "classes.txt").write_text("sky\nroad\ncar\n")
     for recipe, folder in (("shapes_unet", "seg"), ("moving_shapes_cnn_lstm", "clips")):
-        overrides = ["data.source=folder", f"data.path={tmp_path / folder}"]
+        overrides = ["data.source=folder", f"data.path={tmp_path / folder}", "data.val_split=null"]  # no val folder
         convert(capsys, recipe, tmp_path / f"tfr_{folder}", *overrides, "--shards", "2")
         assert_round_trip(recipe, overrides, tmp_path / f"tfr_{folder}")
 

@@ -214,7 +214,7 @@ def test_folder_layout_train_evaluate_predict(tmp_path, capsys):
     root = tmp_path / "clips"
     _clip_folders(root, "train", clips_per_class=4, lengths=[4, 6, 3, 5])  # 3 < num_frames: loops
     _clip_folders(root, "test", clips_per_class=2)
-    overrides = ["data.source=folder", f"data.path={root}", "data.image_size=[16,16]",
+    overrides = ["data.source=folder", f"data.path={root}", "data.val_split=null", "data.image_size=[16,16]",
                  "data.num_frames=4", "data.batch_size=4", "train.epochs=1", "train.verbose=0",
                  "model.filters=[4,8]", "model.rnn_units=8", "model.frame_features=8"]
     recipe = load_recipe("moving_shapes_cnn_lstm", overrides)

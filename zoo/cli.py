@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", action="store_true", help="continue from the run's checkpoints")
         else:
             p.add_argument("--weights", help="a .keras / .weights.h5 file, a pretrained tag, or 'pretrained'")
+            p.add_argument("--report", help="folder for the evaluation report: per-class table, confusion "
+                                            "matrix, precision-recall curves, worst predictions (default: "
+                                            "eval/ in the --output folder; none without --output)")
 
     p = sub.add_parser("predict", help="predict on images (or clips) with a run directory, a model file "
                                        "or pretrained weights")
@@ -112,6 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         getattr(args, TRAILING[args.command]).extend(extra)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to run the command again elsewhere
     return args
 
 
@@ -205,11 +209,15 @@ def cmd_evaluate(args):
 
     recipe = zoo.load_recipe(args.recipe, args.overrides)  # a typo is named before TensorFlow loads
     from zoo.pipeline import write_metrics
+    from zoo.report import Report
 
-    metrics = zoo.evaluate(recipe, weights=args.weights)
+    folder = args.report or (os.path.join(args.output, "eval") if args.output else None)
+    report = Report(folder)
+    metrics = zoo.evaluate(recipe, weights=args.weights, report=report)  # prints the per-class table
     print(json.dumps(metrics), flush=True)  # before writing: an unwritable --output loses nothing
     if args.output:
         write_metrics(args.output, metrics)
+    report.check()  # a report folder that could not be written
 
 
 def cmd_predict(args):
@@ -235,10 +243,21 @@ def cmd_convert(args):
 
 
 def cmd_export(args):
+    import keras
     import numpy as np
 
     from zoo import export as ex
 
+    if keras.backend.backend() != "tensorflow":  # a model.keras from any backend loads under TensorFlow
+        import subprocess
+
+        print(f"zoo export runs on the TensorFlow backend: re-running it with KERAS_BACKEND=tensorflow "
+              f"(this session: {keras.backend.backend()})", flush=True)
+        status = subprocess.call([sys.executable, "-m", "zoo.cli", *args.argv],
+                                 env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+        if status:
+            raise SystemExit(status)  # the subprocess has said why
+        return
     exported = ex.export(args.model, args.format, args.dtype, args.output, **_serving_options(args))
     print(f"exported {args.model} ({exported.task.name}, {args.dtype}) to {exported.path}", flush=True)
     run = ex.load_exported(exported.path)

@@ -22,7 +22,11 @@ class DataConfig:
     path: Optional[str] = None  # root directory for folder / coco
     data_dir: Optional[str] = None  # tfds data_dir
     train_split: str = "train"
-    eval_split: str = "test"
+    # What chooses the model (best.keras, early stopping, eval_every): null = a seeded 10% of
+    # train_split held out (stratified per class where labels are listed), a fraction in (0, 1)
+    # = that part, or a split name (`train[45000:]`, a `val` folder). zoo.data.holdout.
+    val_split: Optional[Union[float, str]] = None
+    eval_split: str = "test"  # what metrics.json reports; never used to choose
     image_size: list[int] = field(default_factory=lambda: [224, 224])
     batch_size: int = 32  # global batch size, split across replicas
     num_classes: Optional[int] = None  # inferred from the data when left out
@@ -34,7 +38,7 @@ class DataConfig:
     # a 683 KB PNG of 15000x15000 px is one line instead of 3.9 GB.
     max_pixels: int = 89_478_485
     train_size: Optional[int] = None  # synthetic: number of examples (default 2000 / 500)
-    eval_size: Optional[int] = None
+    eval_size: Optional[int] = None  # synthetic: of every split but the training one
     eval_crop: float = 1.0  # center-crop this fraction of the shorter side at evaluation
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -70,10 +74,10 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: dict = field(default_factory=dict)  # keyword arguments of the task's loss
     steps_per_epoch: Optional[int] = None  # default: one pass over the training split
-    validate: bool = True  # evaluate on the eval split after every epoch (history.csv val_*)
+    validate: bool = True  # evaluate on data.val_split after epochs (history.csv val_*); false: nothing held out
     verbose: Literal[0, 1, 2] = 1  # 1: Keras progress bar per epoch; 2: one line per epoch; 0: silent
     freeze_epochs: int = 0  # train only the head (normalization statistics frozen) for the first N epochs
-    eval_every: int = 1  # the task's main metric (accuracy, mIoU, mAP) on the eval split every N epochs
+    eval_every: int = 1  # the task's main metric (accuracy, mIoU, mAP) on data.val_split every N epochs
     early_stopping: Optional[EarlyStoppingConfig] = None  # stop when the main metric stops improving
 
 

@@ -44,7 +44,8 @@ PARTIAL = ".partial"
 
 
 def convert(recipe, output, shards: int | None = None) -> dict[str, int]:
-    """Write the recipe's training and eval splits to `output`; {split: examples written}."""
+    """Write the recipe's training, eval and (a named data.val_split) validation splits to `output`;
+    {split: examples written}."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     task = get_task(recipe.task)
     output = str(output).rstrip("/")
@@ -54,8 +55,9 @@ def convert(recipe, output, shards: int | None = None) -> dict[str, int]:
                   f"from {output}", flush=True)
         data = recipe.data
         splits = {data.train_split: load_split(recipe, task, data.train_split)}
-        if data.eval_split != data.train_split:
-            splits[data.eval_split] = load_split(recipe, task, data.eval_split, truth=splits[data.train_split].info)
+        for name in (data.eval_split, data.val_split):  # a fraction of the training split: carved when read
+            if isinstance(name, str) and name not in splits:
+                splits[name] = load_split(recipe, task, name, truth=splits[data.train_split].info)
         try:
             written = {name: write_split(split, name, task.name, output, shards, recipe.runtime.seed)
                        for name, split in splits.items()}

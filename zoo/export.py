@@ -83,6 +83,9 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
     from zoo.tasks import get_task
 
     check_format(format, dtype)
+    if keras.backend.backend() != "tensorflow":
+        raise ZooError(f"export writes TensorFlow graphs and runs on the TensorFlow backend, not "
+                       f"{keras.backend.backend()}: run it with KERAS_BACKEND=tensorflow (`zoo export` does so itself)")
     model, recipe, info, run_dir = load_run(source)
     task = get_task(recipe.task)
     if (format, dtype) in task.export_limits:
@@ -107,7 +110,8 @@ def export(source, format: str, dtype: str = "float32", output_dir=None,
     temporary = out / f".{stem}.{os.getpid()}.tmp{FORMATS[format]}"
     try:
         WRITERS[format](serving, temporary, dtype, calibration)
-        _write_metadata(metadata_path, _metadata(serving, format, dtype, source, task, info, options))
+        metadata = _metadata(serving, format, dtype, source, task, info, options)
+        _write_metadata(metadata_path, {**metadata, **_trained_backend(run_dir)})
         _replace(temporary, path)  # after its metadata, which marks `path` as an export of the zoo
     except (OSError, tf.errors.OpError) as err:
         reason = _write_failure(err, out)
@@ -130,6 +134,15 @@ def _metadata(serving, format, dtype, source, task, info, options) -> dict:
             "versions": _versions()}
 
 
+def _trained_backend(run_dir) -> dict:
+    """`trained_backend`: the Keras backend that trained the run ("jax 0.10.2"), where its recipe.yaml says."""
+    from zoo.resume import recorded_backend
+
+    recipe_yaml = run_dir / "recipe.yaml" if run_dir else None
+    trained = recipe_yaml and recipe_yaml.is_file() and recorded_backend(recipe_yaml)
+    return {"trained_backend": trained} if trained else {}
+
+
 def _write_metadata(path: Path, metadata: dict):
     from zoo.run_dir import write_atomic
 
@@ -146,7 +159,8 @@ def _shape(shape) -> list:
 def _versions() -> dict:
     from zoo.version import __version__
 
-    return {"keras-zoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
+    return {"keras-zoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+            "backend": keras.backend.backend()}
 
 
 def _check_replaceable(path: Path, metadata_path: Path):

@@ -73,22 +73,20 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
 
 class MainMetric(keras.callbacks.Callback):
-    """Every `every` epochs, the task's own evaluation (`task.evaluate`, what metrics.json holds)
-    on the eval split, its numbers added to the epoch's logs as `val_<name>` (per-class values
-    and `num_examples` left out) for the callbacks after it: history.csv, TensorBoard, the
-    summary line, best.keras. Used where Keras' validation does not compute the task's main
+    """Every `every` epochs, the task's own evaluation (`task.evaluate`, as metrics.json measures
+    the eval split) on the validation split (data.val_split), its numbers added to the epoch's
+    logs as `val_<name>` (per-class values and `num_examples` left out) for the callbacks after
+    it: history.csv, TensorBoard, the summary line, best.keras. Used where Keras' validation does not compute the task's main
     metric (detection's mAP)."""
 
     def __init__(self, task, dataset, info, every: int, guard):
         super().__init__()
         self.task, self.dataset, self.info, self.every, self.guard = task, dataset, info, every, guard
-        self.last = None  # (epoch, metrics) of the latest evaluation
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.tripped or (epoch + 1) % self.every:
             return
         metrics = self.task.evaluate(self.model, self.dataset, self.info)
-        self.last = (epoch, metrics)
         for key, value in metrics.items():
             if key != "num_examples" and "/" not in key and isinstance(value, (int, float)):
                 logs[f"val_{key}"] = float(value)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from zoo import run_dir, runtime
 from zoo.data import DatasetInfo, load_split, preview
+from zoo.data.holdout import validation_split
 from zoo.data.image_files import oversized_image
 from zoo.fit_callbacks import EpochSummary, EpochTensorBoard, EpochTimer, HeadOnly, MainMetric
 from zoo.errors import DataError, RecipeError, ZooError, cannot_write, make_folder
@@ -31,7 +32,8 @@ from zoo.models import create_model, get_entry, get_spec, load_model_file
 from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, check_run_name, load_recipe
-from zoo.resume import absolute_data_paths, check_resume
+from zoo.report import Report
+from zoo.resume import RECORDED_BACKEND, absolute_data_paths, check_resume
 from zoo.tasks import get_task
 from zoo.tasks.base import progress
 
@@ -97,11 +99,12 @@ def resolved_header(strategy) -> str:
 
     names = {"MirroredStrategy": "mirrored", "MultiWorkerMirroredStrategy": "multi_worker",
              "TPUStrategy": "tpu", "TPUStrategyV2": "tpu"}
-    distribution = names.get(type(strategy).__name__, "none")
+    distribution = getattr(strategy, "distribution_name", None) or names.get(type(strategy).__name__, "none")
     return (f"# resolved: runtime.mixed_precision {keras.config.dtype_policy().name}, "
             f"runtime.distribution {distribution} ({strategy.num_replicas_in_sync} replica(s))\n"
             f"# versions: keras-zoo {__version__}, keras {keras.__version__}, "
-            f"tensorflow {tf.__version__}, python {platform.python_version()}\n")
+            f"tensorflow {tf.__version__}, python {platform.python_version()}\n"
+            f"{RECORDED_BACKEND}{runtime.backend_description()}\n")
 
 
 def _steps_per_epoch(recipe, dataset, info) -> int:
@@ -145,6 +148,33 @@ def _check_classes(task, info):
         raise DataError(f"the training split has {info.num_classes} class(es) "
                         f"({preview(info.class_names) or 'none'}): {task.name} needs at "
                         f"least {task.min_classes}")
+
+
+def splits_description(recipe, val_split, eval_split, validated_on, drawn) -> str:
+    """What chooses and what is reported, for the start line: "validating on 10% of train (144
+    examples, stratified, seed 0); reporting on test (360 examples)"."""
+    def examples(split, detail=None):
+        n = split.info.num_examples
+        size = f"{n:,} examples" if n else "size unknown"
+        return f"({size}, {detail})" if detail else f"({size})"
+
+    validating = (f"validating on {validated_on} {examples(val_split, drawn)}" if val_split is not None
+                  else "not validating (train.validate false)")
+    return f"{validating}; reporting on {recipe.data.eval_split} {examples(eval_split)}"
+
+
+def best_metrics(best, last_epoch: int, last: dict, path: Path, evaluate, strategy) -> dict:
+    """metrics.json's `best_epoch` (1-based) and `best/<metric>`: best.keras measured by
+    `evaluate` (the eval split), or the last model's numbers `last` when the best epoch is the
+    last one; nothing without best.keras."""
+    if best is None or best.best_epoch is None or not path.is_file():
+        return {}
+    if best.best_epoch == last_epoch:
+        numbers = last
+    else:
+        with strategy.scope():
+            numbers = evaluate(load_model_file(path))
+    return {"best_epoch": best.best_epoch, **{f"best/{k}": v for k, v in numbers.items() if k != "num_examples"}}
 
 
 def build_model(recipe, task, info):
@@ -198,21 +228,23 @@ def _check_workers_agree(strategy, out: Path, resumed_epoch: int, steps: int, ep
 def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: Path) -> Run:
     """`write_dir`: where this process writes, the run directory `out` (the chief) or its own."""
     recipe = absolute_data_paths(recipe)  # what recipe.yaml records: the data this run reads
-    strategy = runtime.configure(recipe.runtime)
+    strategy = runtime.configure(recipe.runtime, batch_size=recipe.data.batch_size)
     task = get_task(recipe.task)
     train_split = load_split(recipe, task, recipe.data.train_split)
     info = _with_num_classes(recipe, train_split.info)
     _check_classes(task, info)
     changed = check_resume(out, recipe, info.class_names) if resume else []
+    # What chooses (val_split) is never what metrics.json reports (eval_split).
+    train_split, val_split, validated_on, drawn = validation_split(recipe, task, train_split, info)
     eval_split = load_split(recipe, task, recipe.data.eval_split, truth=info)
     with strategy.scope():
         model = build_model(recipe, task, info)
     task.attach(model)
     train_ds = runtime.auto_shard(task.make_dataset(train_split, recipe, True,
                                                     _should_cache(recipe, task, train_split)))
-    eval_ds = runtime.auto_shard(task.make_dataset(eval_split, recipe, False,
-                                                   _should_cache(recipe, task, eval_split)), evaluation=True)
-    steps = _steps_per_epoch(recipe, train_ds, info)
+    val_ds = val_split and runtime.auto_shard(task.make_dataset(
+        val_split, recipe, False, _should_cache(recipe, task, val_split)), evaluation=True)
+    steps = _steps_per_epoch(recipe, train_ds, train_split.info)
     cfg = recipe.train
     head_only = HeadOnly(model, get_entry(recipe.model.name).head) if cfg.freeze_epochs else None
 
@@ -242,7 +274,7 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
     if cfg.validate:
         main = task.main_metric
         if main not in {m.name for m in task.metrics(info)}:  # Keras' validation does not compute it
-            evaluator = MainMetric(task, task.make_eval_dataset(eval_split, recipe, eval_ds), info,
+            evaluator = MainMetric(task, task.make_eval_dataset(val_split, recipe, val_ds), info,
                                    cfg.eval_every, guard)
 
         def save_best():
@@ -256,10 +288,10 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
     resumed = f", resuming after epoch {initial_epoch}" if initial_epoch else ""
     if write_dir != out:
         resumed += f" (written by the chief; this worker writes {write_dir}, removed at the end)"
+    splits = splits_description(recipe, val_split, eval_split, validated_on, drawn)
     print(f"training {recipe.model.name} ({model.count_params():,} parameters) on "
-          f"{data_description(recipe.data)}, "
-          f"{strategy.num_replicas_in_sync} replica(s), policy {keras.config.dtype_policy().name} "
-          f"({runtime.policy_reason(recipe.runtime)}); "
+          f"{data_description(recipe.data)}; {splits}; {strategy.num_replicas_in_sync} replica(s), "
+          f"policy {keras.config.dtype_policy().name} ({runtime.policy_reason(recipe.runtime)}); "
           f"run directory {out}{resumed}", flush=True)
     histories = []
     stopped = best is not None and best.stopped  # a resumed run that had stopped early: finish it
@@ -277,10 +309,10 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
                     f"trainable parameters)" if frozen else "every layer (train.freeze_epochs is over)")
             print(f"epochs {first + 1}-{end}: training {what}", flush=True)
         tensorboard = EpochTensorBoard(str(write_dir / "logs"), profile_batch=0, write_graph=False)
-        with data_errors(train_split, eval_split):
+        with data_errors(train_split, *[val_split] * bool(val_split)):
             histories.append(model.fit(
                 train_ds, epochs=end, initial_epoch=first, steps_per_epoch=steps,
-                validation_data=eval_ds if cfg.validate else None, validation_freq=cfg.eval_every,
+                validation_data=val_ds, validation_freq=cfg.eval_every,
                 callbacks=[*callbacks, tensorboard, EpochSummary(cfg.epochs)], verbose=cfg.verbose, shuffle=False))
         if guard.tripped or (best is not None and best.stopped):
             break
@@ -292,18 +324,26 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
         head_only.restore()  # the saved model records every layer's own setting
     run_dir.save_model_atomic(model, write_dir / "model.keras")
     save_curves(write_dir / "history.csv", write_dir / "curves.png", task.main_metric)
-    if evaluator is not None and evaluator.last and evaluator.last[0] == checkpoint.epoch - 1:
-        metrics = evaluator.last[1]  # the last epoch was evaluated: the same model, the same numbers
-    else:
-        with data_errors(eval_split):
-            metrics = task.evaluate(model, task.make_eval_dataset(eval_split, recipe, eval_ds), info)
-    run_dir.write_atomic(write_dir / "metrics.json", json.dumps(metrics, indent=2))
-    print("metrics: " + json.dumps(metrics), flush=True)
+    eval_ds = runtime.auto_shard(task.make_dataset(eval_split, recipe, False,
+                                                   _should_cache(recipe, task, eval_split)), evaluation=True)
+    eval_ds = task.make_eval_dataset(eval_split, recipe, eval_ds)
+    report = Report(write_dir / "eval")  # the last model's evaluation report
+    with data_errors(eval_split):
+        metrics = task.evaluate(model, eval_ds, info, report=report)
+        metrics = {**metrics, "eval_split": recipe.data.eval_split,
+                   "val_split": f"{validated_on} ({drawn})" if drawn else validated_on,
+                   **best_metrics(best, checkpoint.epoch, metrics, write_dir / "best.keras",
+                                  lambda best_model: task.evaluate(best_model, eval_ds, info), strategy)}
+    recorded = {**metrics, "backend": runtime.backend_description()}  # the Keras backend that trained
+    run_dir.write_atomic(write_dir / "metrics.json", json.dumps(recorded, indent=2))
+    print_table(report)
+    print("metrics: " + json.dumps(recorded), flush=True)
+    report.check()  # an eval/ folder that could not be written: one line, once the metrics are out
     merged = {}
     for history in histories:
         for key, values in history.history.items():
             merged.setdefault(key, []).extend(values)
-    return Run(out, model, metrics, merged)
+    return Run(out, model, recorded, merged)
 
 
 def run_info(weights, model_name: str) -> DatasetInfo | None:
@@ -347,10 +387,17 @@ def write_metrics(output_dir, metrics: dict):
         raise cannot_write(path, err) from None
 
 
-def evaluate(recipe, weights=None, output_dir=None, verbose=None) -> dict:
+def evaluate(recipe, weights=None, output_dir=None, report=None, verbose=None) -> dict:
     """Measure a model on the recipe's eval split; `weights` as in `load_weights_into`. The
     classes of the run the weights come from (its dataset.json) are the truth for the split.
+    Prints the per-class table; writes the report folder `report` (default: `output_dir`/eval/
+    with an `output_dir`, else none) and `output_dir`/metrics.json. A folder that cannot be
+    written is a one-line ZooError once the metrics are computed (a `zoo.report.Report` given
+    instead of a folder: its `check()` is the caller's).
     `verbose`: a progress bar over the batches (default: when stdout is a terminal)."""
+    given = isinstance(report, Report)
+    if not given:
+        report = Report(report if report is not None or output_dir is None else Path(output_dir) / "eval")
     recipe = _as_recipe(recipe)
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
@@ -373,7 +420,17 @@ def evaluate(recipe, weights=None, output_dir=None, verbose=None) -> dict:
     if verbose is None:
         verbose = int(sys.stdout.isatty())
     with data_errors(split), progress(verbose):
-        metrics = task.evaluate(model, dataset, info)
+        metrics = task.evaluate(model, dataset, info, report=report)
+    print_table(report)
     if output_dir is not None:
         write_metrics(output_dir, metrics)
+    if not given:
+        report.check()
     return metrics
+
+
+def print_table(report):
+    """The report's per-class table(s) on stdout, then a blank line (what follows is apart)."""
+    text = report.text()
+    if text:
+        print(text + "\n", flush=True)

@@ -310,6 +310,7 @@ def _check(recipe: Recipe, task):
         _positive(f"data.{key}", getattr(data, key))
     if not 0 < data.eval_crop <= 1:
         raise RecipeError(f"data.eval_crop: expected a fraction in (0, 1], got {quote(data.eval_crop)}")
+    _check_val_split(data)
     _positive("data.augment.crop_padding", data.augment.crop_padding, allow_zero=True)
     for key, top in (("crop_scale", 1), ("scale_jitter", math.inf)):  # crop_scale: area fractions
         rng = getattr(data.augment, key)
@@ -326,7 +327,7 @@ def _check(recipe: Recipe, task):
         _positive("train.early_stopping.patience", train.early_stopping.patience)
         if not train.validate:
             raise RecipeError("train.early_stopping: needs train.validate: true (it watches the "
-                              "task's main metric on the eval split)")
+                              "task's main metric on data.val_split)")
     _positive("train.optimizer.learning_rate", opt.learning_rate)
     if not 0 <= opt.momentum < 1:
         raise RecipeError(f"train.optimizer.momentum: expected a number in [0, 1), got {quote(opt.momentum)}")
@@ -352,8 +353,9 @@ def _check(recipe: Recipe, task):
         if not getattr(data, key):
             raise RecipeError(f"data.{key}: required for data.source={quote(data.source, as_repr=False)}")
     if "path" in source.requires:  # a split names a folder or files under data.path
-        for key in ("train_split", "eval_split"):
-            _check_split_inside(f"data.{key}", getattr(data, key))
+        for key in ("train_split", "val_split", "eval_split"):
+            if isinstance(getattr(data, key), str):
+                _check_split_inside(f"data.{key}", getattr(data, key))
     task.check_recipe(recipe)
 
     from zoo.models import get_entry
@@ -377,6 +379,17 @@ def check_run_name(name: str):
             or PureWindowsPath(name).drive or any(ord(c) < 32 for c in name)):
         raise RecipeError(f"name: expected a plain name for the run directory under runs/ "
                           f"(no '/', '\\', '..' or absolute path), got {quote(name)}")
+
+
+def _check_val_split(data):
+    """data.val_split: null, a fraction in (0, 1) of the training split, or another split's name."""
+    value = data.val_split
+    if (isinstance(value, float) and not 0 < value < 1) or (isinstance(value, str) and not value.strip()):
+        raise RecipeError(f"data.val_split: expected null (10% of data.train_split), a fraction in (0, 1) "
+                          f"or a split name, got {quote(value)}")
+    if value == data.train_split:
+        raise RecipeError(f"data.val_split: {quote(value)} is data.train_split: the model would be chosen on "
+                          f"the data it trained on; give a fraction of it (e.g. 0.1) or another split")
 
 
 def _check_split_inside(key: str, split: str):

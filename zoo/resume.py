@@ -13,6 +13,18 @@ from zoo.errors import ZooError
 
 FIXED_ON_RESUME = ("task", "model", "data.image_size", "data.num_classes", "data.num_frames",
                    "train.optimizer.name", "runtime.mixed_precision")
+RECORDED_BACKEND = "# backend: "  # the recipe.yaml header line naming the Keras backend that trained
+
+
+def recorded_backend(recipe_yaml: Path) -> str | None:
+    """The backend and version ("jax 0.10.2") a run's recipe.yaml records; None for runs from
+    before the zoo recorded it."""
+    for line in recipe_yaml.read_text().splitlines():
+        if not line.startswith("#"):
+            return None
+        if line.startswith(RECORDED_BACKEND):
+            return line[len(RECORDED_BACKEND):].strip()
+    return None
 
 
 def _flatten(tree: dict, prefix="") -> dict:
@@ -61,4 +73,16 @@ def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
             raise ZooError(f"--resume: the training data's classes changed since the run started "
                            f"({len(saved_classes)} -> {len(class_names)} classes: "
                            f"[{preview(saved_classes)}] -> [{preview(class_names)}])")
+    _say_backend_switch(saved_path)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
+
+
+def _say_backend_switch(saved_path: Path):
+    """One line when a run goes on under another Keras backend than the one that trained it (its
+    checkpoints are Keras weight files, which every backend reads)."""
+    from zoo.runtime import backend_description
+
+    before, now = recorded_backend(saved_path), backend_description()
+    if before and before.split()[0] != now.split()[0]:
+        print(f"resuming on another backend: the run was trained on {before}, this process runs {now} "
+              f"(the checkpoints are backend-neutral Keras weights)", flush=True)

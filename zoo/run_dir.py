@@ -397,10 +397,11 @@ class Checkpoint(keras.callbacks.Callback):
 
 class BestModel(keras.callbacks.Callback):
     """`best.keras`: the model of the epoch with the best `monitor` (the task's main metric on the
-    eval split, `val_<metric>`, higher is better), written atomically by `save` when it improves;
-    with `patience`, training stops after that many evaluations without improvement. Epochs
-    without an evaluation (train.eval_every) do not count. `rows` (history.csv's rows of the
-    epochs a resumed run keeps) restore the best so far, so a worse epoch never replaces it."""
+    validation split, data.val_split: `val_<metric>`, higher is better), written atomically by
+    `save` when it improves; with `patience`, training stops after that many evaluations without
+    improvement. Epochs without an evaluation (train.eval_every) do not count. `rows` (history.csv's
+    rows of the epochs a resumed run keeps) restore the best so far, so a worse epoch never
+    replaces it."""
 
     def __init__(self, monitor: str, save, guard: DivergenceGuard, patience: int | None = None, rows=()):
         super().__init__()

@@ -1,5 +1,9 @@
 """Devices, precision policy, distribution strategy and seeding; set before any layer is built.
 
+Per Keras backend: the devices (and so `auto` precision) are the backend's own; distribution is
+tf.distribute on TensorFlow, keras.distribution.DataParallel for `mirrored` on jax, and a
+distribution a backend has no path for is refused (`check_distribution`), never run alone.
+
 Multi-worker training (docs/distributed.md): each worker process reads its place in the cluster
 from TF_CONFIG (`cluster_worker`, checked before TensorFlow starts); the chief, rank 0, writes the
 run directory. Each waits for the others' ports to answer before TensorFlow starts (`wait_for_peers`),
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import json
 import os
 import re
@@ -58,19 +63,45 @@ def detect_cpu() -> Device:
     return Device("CPU", bfloat16_flags=native_bfloat16_flags(cpuinfo) if onednn else ())
 
 
-def detect_devices() -> list[Device]:
-    devices = [detect_cpu()]
+def backend() -> str:
+    """The Keras backend this process runs: tensorflow, jax or torch."""
+    return keras.backend.backend()
+
+
+def backend_description() -> str:
+    """The backend and its version ("jax 0.10.2"), as recipe.yaml, metrics.json and exports record it."""
+    name = backend()
+    return f"{name} {importlib.import_module(name).__version__}"
+
+
+def _accelerators(name: str) -> list[Device]:
+    """The GPUs and TPUs the backend `name` computes on."""
+    if name == "jax":
+        import jax
+
+        return [Device("GPU", tuple(int(p) for p in str(getattr(d, "compute_capability", "0.0")).split(".")[:2]))
+                if d.platform == "gpu" else Device("TPU") for d in jax.devices() if d.platform in ("gpu", "tpu")]
+    if name == "torch":
+        import torch
+
+        return [Device("GPU", tuple(torch.cuda.get_device_capability(i))) for i in range(torch.cuda.device_count())]
+    devices = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
         devices.append(Device("GPU", tuple(details.get("compute_capability") or (0, 0))))
-    devices += [Device("TPU") for _ in tf.config.list_logical_devices("TPU")]
-    return devices
+    return devices + [Device("TPU") for _ in tf.config.list_logical_devices("TPU")]
 
 
-def choose_policy(setting: str, devices: list[Device]) -> tuple[str, str]:
+def detect_devices() -> list[Device]:
+    """The devices the Keras backend computes on: the CPU, then its GPUs or TPUs."""
+    return [detect_cpu(), *_accelerators(backend())]
+
+
+def choose_policy(setting: str, devices: list[Device], backend_name: str = "tensorflow") -> tuple[str, str]:
     """(policy, why). `auto`: mixed_bfloat16 on TPU; on GPUs mixed_float16 when every one has
     compute capability >= 7.0 (tensor cores), else float32 (older GPUs: float16 is slower); on a
-    CPU alone mixed_bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX), else float32."""
+    CPU alone mixed_bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX), else float32.
+    `why` names a backend other than TensorFlow ("auto (jax): GPU with tensor cores")."""
     gpus = [d for d in devices if d.kind == "GPU"]
     cpu_flags = next((d.bfloat16_flags for d in devices if d.kind == "CPU"), ())
     if setting != "auto":
@@ -79,17 +110,18 @@ def choose_policy(setting: str, devices: list[Device]) -> tuple[str, str]:
         return setting, "runtime.mixed_precision" + (
             "; this CPU has no native bfloat16, so expect training several times slower than "
             "float32" if emulated else "")
+    auto = "auto" if backend_name == "tensorflow" else f"auto ({backend_name})"
     if any(d.kind == "TPU" for d in devices):
-        return "mixed_bfloat16", "auto: TPU"
+        return "mixed_bfloat16", f"{auto}: TPU"
     if gpus:
         oldest = min(d.compute_capability for d in gpus)
         if oldest >= (7, 0):
-            return "mixed_float16", "auto: GPU with tensor cores"
-        return "float32", (f"auto: GPU of compute capability {'.'.join(map(str, oldest))}, "
+            return "mixed_float16", f"{auto}: GPU with tensor cores"
+        return "float32", (f"{auto}: GPU of compute capability {'.'.join(map(str, oldest))}, "
                            f"below 7.0 (no tensor cores)")
     if cpu_flags:
-        return "mixed_bfloat16", f"auto: the CPU computes bfloat16 natively: {', '.join(cpu_flags)}"
-    return "float32", "auto: CPU without native bfloat16"
+        return "mixed_bfloat16", f"{auto}: the CPU computes bfloat16 natively: {', '.join(cpu_flags)}"
+    return "float32", f"{auto}: CPU without native bfloat16"
 
 
 def resolve_policy(setting: str, devices: list[Device]) -> str:
@@ -97,12 +129,15 @@ def resolve_policy(setting: str, devices: list[Device]) -> str:
     return choose_policy(setting, devices)[0]
 
 
-def resolve_distribution(setting: str, devices: list[Device]) -> str:
-    """`auto`: tpu with a TPU, mirrored with more than one GPU, none otherwise."""
+def resolve_distribution(setting: str, devices: list[Device], backend_name: str = "tensorflow") -> str:
+    """`auto`: tpu with a TPU (on jax: mirrored over its cores), mirrored with more than one GPU,
+    none otherwise; always none on torch, which has no distributed path here."""
     if setting != "auto":
         return setting
+    if backend_name == "torch":
+        return "none"
     if any(d.kind == "TPU" for d in devices):
-        return "tpu"
+        return "tpu" if backend_name == "tensorflow" else "mirrored"
     if sum(d.kind == "GPU" for d in devices) > 1:
         return "mirrored"
     return "none"
@@ -201,6 +236,7 @@ def this_worker(runtime) -> Worker:
     """The training process's place: `cluster_worker` for `runtime.distribution: multi_worker`,
     its port checked free before TensorFlow starts (one line now, not gRPC's errors later); the
     only worker otherwise."""
+    check_distribution(runtime.distribution, backend())  # before TF_CONFIG, which only TensorFlow reads
     if runtime.distribution != "multi_worker":
         return Worker()
     worker = cluster_worker()
@@ -335,17 +371,78 @@ def make_strategy(name: str):
     raise RecipeError(f"runtime.distribution: unknown strategy {name!r}")
 
 
+# Off TensorFlow, the runtime.distribution settings a backend trains with (`check_distribution`).
+BACKEND_DISTRIBUTIONS = {"jax": ("none", "auto", "mirrored"), "torch": ("none", "auto")}
+NO_DISTRIBUTION = {
+    "jax": {"multi_worker": "not on the jax backend yet: run the workers with KERAS_BACKEND=tensorflow "
+                            "(docs/distributed.md), or use mirrored for the devices of one machine",
+            "tpu": "on the jax backend use mirrored (keras.distribution.DataParallel over every TPU core)"},
+}
+
+
+def check_distribution(setting: str, backend_name: str):
+    """A RecipeError, one line naming the backend, for a runtime.distribution that `backend_name`
+    has no path for: never a single-process run that logs replicas."""
+    if backend_name == "tensorflow" or setting in BACKEND_DISTRIBUTIONS.get(backend_name, ("none", "auto")):
+        return
+    how = NO_DISTRIBUTION.get(backend_name, {}).get(setting) or (
+        f"the {backend_name} backend has no distributed training in Keras {keras.__version__}: use "
+        f"runtime.distribution=none, or KERAS_BACKEND=tensorflow (or jax for mirrored)")
+    raise RecipeError(f"runtime.distribution {setting}: {how}")
+
+
+class BackendStrategy:
+    """What `configure` returns off TensorFlow where the pipeline takes a tf.distribute strategy:
+    a `scope()` with nothing to enter (jax's DataParallel is set for the whole process, fit
+    included) and the replicas that train."""
+
+    def __init__(self, distribution_name: str = "none", num_replicas_in_sync: int = 1):
+        self.distribution_name, self.num_replicas_in_sync = distribution_name, num_replicas_in_sync
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+class DataParallel(keras.distribution.DataParallel):
+    """Keras' DataParallel, with a batch that the devices do not divide evenly (an evaluation
+    split's last, smaller batch) run whole on every device instead of failing to split."""
+
+    def get_data_layout(self, data_shape):
+        if data_shape and data_shape[0] is not None and data_shape[0] % self.device_mesh.shape[0]:
+            return keras.distribution.TensorLayout([None] * len(data_shape), self.device_mesh)
+        return super().get_data_layout(data_shape)
+
+
+def backend_strategy(name: str, batch_size: int | None = None) -> BackendStrategy:
+    """`name` (none or, on jax, mirrored: keras.distribution.DataParallel over every local device,
+    each replica an equal share of the global `batch_size`, which they must divide) as a
+    strategy-like object; sets Keras' global distribution, so an earlier one of this process goes."""
+    if name != "mirrored":
+        keras.distribution.set_distribution(None)
+        return BackendStrategy()
+    devices = keras.distribution.list_devices()
+    if batch_size and batch_size % len(devices):
+        raise RecipeError(f"data.batch_size {batch_size}: runtime.distribution mirrored on {backend()} splits "
+                          f"each batch evenly over its {len(devices)} devices; use a multiple of {len(devices)}")
+    keras.distribution.set_distribution(DataParallel(devices=devices))
+    return BackendStrategy("mirrored", len(devices))
+
+
 def policy_reason(runtime) -> str:
     """Why `configure` set the precision policy it set, for the run log."""
-    return choose_policy(runtime.mixed_precision, detect_devices())[1]
+    return choose_policy(runtime.mixed_precision, detect_devices(), backend())[1]
 
 
-def configure(runtime, devices: list[Device] | None = None):
-    """Seed, set the global precision policy and return the distribution strategy.
+def configure(runtime, devices: list[Device] | None = None, batch_size: int | None = None):
+    """Seed, set the global precision policy and return the distribution strategy (off
+    TensorFlow a `BackendStrategy`; a distribution the backend cannot run, or on jax a training
+    `batch_size` its devices do not divide: a RecipeError).
 
     The batch size in a recipe is global: each of the strategy's replicas gets
     `batch_size / num_replicas_in_sync` examples per step.
     """
+    name = backend()
+    check_distribution(runtime.distribution, name)
     # First: MultiWorkerMirroredStrategy sets up collective ops, which must precede any other op.
     multi_worker = make_strategy("multi_worker") if runtime.distribution == "multi_worker" else None
     devices = detect_devices() if devices is None else devices
@@ -353,4 +450,5 @@ def configure(runtime, devices: list[Device] | None = None):
     keras.config.set_dtype_policy(resolve_policy(runtime.mixed_precision, devices))
     if multi_worker is not None:
         return multi_worker
-    return make_strategy(resolve_distribution(runtime.distribution, devices))
+    distribution = resolve_distribution(runtime.distribution, devices, name)
+    return make_strategy(distribution) if name == "tensorflow" else backend_strategy(distribution, batch_size)

@@ -1,11 +1,14 @@
 """Layers of the serving graphs `zoo export` writes: raw uint8 images of any size in, the task's
-answer out (`Task.serving_model`). Inference code, not model code: TensorFlow image ops, traced
-into the exported graph with the model, so they need no zoo at run time.
+answer out (`Task.serving_model`). Inference code, not model code: on TensorFlow, TensorFlow
+image ops, traced into the exported graph with the model, so they need no zoo at run time; on
+the other backends their keras.ops twins (`zoo.serving_ops`), the same numbers.
 """
 from __future__ import annotations
 
 import keras
+from keras import ops
 
+from zoo import serving_ops
 from zoo.data.augment import center_crop_resize
 from zoo.lazy import tf
 
@@ -40,6 +43,10 @@ class EvalView(keras.layers.Layer):
         self.crop = float(crop)
 
     def call(self, images):
+        if not serving_ops.is_tensorflow():
+            frames = ops.reshape(images, (-1, *images.shape[-3:]))  # clips: frames as a batch
+            frames = serving_ops.center_crop_resize(ops.cast(frames, "float32"), self.size, self.crop)
+            return ops.reshape(frames, (*images.shape[:-3], *self.size, 3))
         images = tf.cast(images, tf.float32)
         shape = tf.shape(images)
         frames = tf.reshape(images, tf.concat([[-1], shape[-3:]], 0))  # clips: frames as a batch
@@ -63,6 +70,9 @@ class ResizedClassMap(keras.layers.Layer):
     probabilities resized bilinearly to the images' size, then the most probable class."""
 
     def call(self, probabilities, images):
+        if not serving_ops.is_tensorflow():
+            resized = serving_ops.resize_images(probabilities, images.shape[1:3], antialias=False)
+            return ops.cast(ops.argmax(resized, axis=-1), "int32")
         resized = tf.image.resize(tf.cast(probabilities, tf.float32), tf.shape(images)[1:3])
         return tf.argmax(resized, axis=-1, output_type=tf.int32)
 

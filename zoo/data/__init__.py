@@ -12,6 +12,7 @@ through `Task.sources` (zoo/tasks/base.py). The task then turns canonical exampl
 from __future__ import annotations
 
 import difflib
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,6 +50,7 @@ class Split:
     decode: Callable | None = None
     stream: bool = False
     read: Callable | None = None
+    labels: np.ndarray | None = None  # each record's class, where the source lists them in memory (zoo.data.holdout)
 
     @property
     def dataset(self) -> tf.data.Dataset:
@@ -195,6 +197,17 @@ def load_tfds(data, task, split: str, truth=None) -> Split:
 # ---------------------------------------------------------------- synthetic
 
 
+def synthetic_seed(data, split: str) -> int:
+    """Each split name draws from its own seed, so the same name always gives the same data and
+    two names never share it: the training split 1, the eval split 2, any other (a `val` split)
+    a seed of its name's, from 3 on."""
+    if split == data.train_split:
+        return 1
+    if split == data.eval_split:
+        return 2
+    return 3 + zlib.crc32(split.encode())
+
+
 def load_synthetic(data, task, split: str, truth=None) -> Split:
     from zoo.data import synthetic
 
@@ -207,8 +220,7 @@ def load_synthetic(data, task, split: str, truth=None) -> Split:
         raise RecipeError(f"data.name: synthetic {data.name} is a {gen.task} dataset, not {task.name}")
     is_train = split == data.train_split
     size = (data.train_size or 2000) if is_train else (data.eval_size or 500)
-    # Train and eval draw from disjoint seeds: the same split name always gives the same data.
-    seed = 1 if is_train else 2
+    seed = synthetic_seed(data, split)
     options = {key: getattr(data, key) for key in gen.options if hasattr(data, key)}  # e.g. num_frames
     first = synthetic.generate(data.name, 0, seed, tuple(data.image_size), **options)
     signature = {k: tf.TensorSpec((None,) * np.ndim(v) if k in gen.ragged else np.shape(v),

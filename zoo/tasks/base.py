@@ -96,6 +96,15 @@ def predict_chunks(model, dataset, chunk_batches: int = 32, verbose: int | None 
         bar.update(done, finalize=True)
 
 
+def with_pictures(dataset):
+    """A batched (inputs, targets) dataset whose targets become (targets, the inputs as uint8
+    pictures): what a report's gallery shows, made in tf.data (inputs hold 0..255 pixel values)."""
+    def add(inputs, targets):
+        return inputs, (targets, tf.cast(tf.clip_by_value(tf.round(inputs), 0, 255), tf.uint8))
+
+    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def predict_all(model, dataset):
     """(outputs, targets) of a whole batched dataset, concatenated (`predict_chunks`)."""
     chunks = list(predict_chunks(model, dataset))
@@ -194,9 +203,11 @@ class Task:
         return []
 
     # -- evaluation ----------------------------------------------------------
-    def evaluate(self, model, dataset, info: DatasetInfo) -> dict:
+    def evaluate(self, model, dataset, info: DatasetInfo, report=None) -> dict:
         """Metrics of `model` on a batched, prepared eval dataset (through `model.predict`,
-        see `predict_chunks`); `num_examples` included."""
+        see `predict_chunks`); `num_examples` included. With a `zoo.report.Report`, also the
+        task's per-class table(s) and, with its folder, its report files: the metrics are the
+        same with a report or without."""
         raise NotImplementedError
 
     # -- prediction (`zoo predict`) -------------------------------------------

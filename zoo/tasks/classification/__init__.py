@@ -6,7 +6,7 @@ import numpy as np
 from zoo.data import DatasetInfo, to_rgb
 from zoo.data.augment import augment_image
 from zoo.lazy import keras
-from zoo.tasks.base import Source, Task, predict_all, register_task
+from zoo.tasks.base import Source, Task, register_task
 from zoo.tasks.classification.results import top_k  # noqa: F401  (zoo.tasks.classification.top_k)
 from zoo.tasks.classification.sources import tfds_label_features
 
@@ -45,10 +45,16 @@ class Classification(Task):
             metrics.append(TopKAccuracy(5, name="top5_accuracy"))
         return metrics
 
-    def evaluate(self, model, dataset, info):
+    def evaluate(self, model, dataset, info, report=None):
+        """Top-1 (+ top-5) accuracy; with a `zoo.report.Report`, the per-class table and, with
+        its folder, the confusion matrix, PR curves and most confident mistakes."""
         from zoo.tasks.classification.metrics import classification_metrics
+        from zoo.tasks.classification.report import ConfidentMistakes, predict_with_mistakes, report_classes
 
-        scores, labels = predict_all(model, dataset)
+        mistakes = ConfidentMistakes() if report is not None and report.folder is not None else None
+        scores, labels = predict_with_mistakes(model, dataset, mistakes)
+        if report is not None:
+            report_classes(report, scores, labels, self.class_names(model, info), mistakes)
         return classification_metrics(scores, labels, info.num_classes)
 
     # -- export ----------------------------------------------------------------

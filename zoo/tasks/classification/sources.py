@@ -111,7 +111,7 @@ def load_folder(data, task, split: str, truth=None) -> Split:
     info = DatasetInfo(len(names), names, count)
     return Split(records, info, image_diagnosis(TensorPaths(paths), max_pixels=data.max_pixels),
                  decode=lambda p, l: {"image": decode_image(p, data.max_pixels), "label": l},
-                 read=lambda p, l: {"image": read_image_file(p, data.max_pixels), "label": l})
+                 read=lambda p, l: {"image": read_image_file(p, data.max_pixels), "label": l}, labels=labels)
 
 
 def load_digits(data, task, split: str, truth=None) -> Split:
@@ -125,4 +125,4 @@ def load_digits(data, task, split: str, truth=None) -> Split:
     index = order[:cut] if split == "train" else order[cut:]
     rgb = np.repeat((images[index].astype(np.float32) * (255 / 16)).round().astype(np.uint8)[..., None], 3, -1)
     dataset = tf.data.Dataset.from_tensor_slices({"image": rgb, "label": labels[index].astype(np.int64)})
-    return Split(dataset, DatasetInfo(10, [str(d) for d in range(10)], len(index)))
+    return Split(dataset, DatasetInfo(10, [str(d) for d in range(10)], len(index)), labels=labels[index])

@@ -28,6 +28,8 @@ Data flow (see docs/detection.md); one job per module:
   then pycocotools' COCOeval: mAP (AP@[.5:.95]), mAP50, mAP75, mAP_small / _medium / _large (-1
   where the eval set has no object of that size, COCO's convention), AP/<class name>,
   num_examples;
+* `report`: with a `zoo.report.Report`, the per-class table, PR and F1 curves, confusion matrix
+  and worst predictions, from that COCOeval and one look at each image as evaluation streams;
 * `drawing`: the pictures of `zoo predict`.
 
 `sources`: `tfds` (a "+"-joined list of datasets, see `load_tfds_detection`), `synthetic`
@@ -171,13 +173,18 @@ class Detection(Task):
         return [LossPart(loss, "focal", name="focal_loss"), LossPart(loss, "box", name="box_loss")]
 
     # -- evaluation ------------------------------------------------------------
-    def evaluate(self, model, dataset, info):
-        """COCO metrics of `detector(model)` run through `model.predict` chunk by chunk."""
-        from zoo.tasks.detection.evaluation import (coco_detections, coco_ground_truth, coco_metrics,
-                                                    detector)
+    def evaluate(self, model, dataset, info, report=None):
+        """COCO metrics of `detector(model)` run through `model.predict` chunk by chunk; with a
+        `zoo.report.Report`, the detection report too (zoo/tasks/detection/report.py)."""
+        from zoo.tasks.detection.evaluation import (coco_detections, coco_evaluator, coco_ground_truth,
+                                                    coco_metrics, detector)
+        from zoo.tasks.detection.report import DetectionReport
 
         size = tuple(model_anchor_config(model).image_size)
         ids = category_ids(info)
+        extra = None if report is None else DetectionReport(report, info.class_names, ids, size, DISPLAY_THRESHOLD)
+        if extra is not None and extra.files:  # the gallery draws on the model's inputs
+            dataset = extra.with_pictures(dataset)
         records, detections = [], []
         for found, truths in predict_chunks(detector(model), dataset):
             row = 0  # the image's row in this chunk's outputs
@@ -187,10 +194,17 @@ class Detection(Task):
                     valid = truth["valid"][i]
                     records.append((height, width, truth["boxes"][i][valid], truth["labels"][i][valid],
                                     truth["crowd"][i][valid], truth["area"][i][valid]))
-                    detections += coco_detections(found, row, len(records), height, width, size, ids)
+                    found_here = coco_detections(found, row, len(records), height, width, size, ids)
+                    detections += found_here
+                    if extra is not None:
+                        extra.add(*records[-1][:5], found_here, truth["picture"][i] if "picture" in truth else None)
                     row += 1
         ground_truth = coco_ground_truth(records, info.class_names, ids)
-        return {**coco_metrics(ground_truth, detections), "num_examples": len(records)}
+        evaluator = coco_evaluator(ground_truth, detections)
+        metrics = {**coco_metrics(ground_truth, detections, evaluator), "num_examples": len(records)}
+        if extra is not None:
+            extra.finish(evaluator, metrics)
+        return metrics
 
     # -- export ----------------------------------------------------------------
     def serving_model(self, model, recipe, agnostic_nms: bool = True):

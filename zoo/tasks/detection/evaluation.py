@@ -5,7 +5,8 @@
   per-class NMS (`zoo.data.boxes.postprocess`) (IoU 0.5, score >= `SCORE_THRESHOLD`, at most `MAX_DETECTIONS`), all inside
   the graph: `detector(model).predict(images)` returns the padded detections only.
 * `coco_ground_truth` / `coco_detections` / `coco_metrics`: COCO-format ground truth and
-  results in original-image pixels, scored with pycocotools' COCOeval (bbox).
+  results in original-image pixels, scored with pycocotools' COCOeval (bbox); `coco_evaluator`
+  is that COCOeval, which the detection report (report.py) reads too.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import weakref
 import keras
 import numpy as np
 
+from zoo import serving_ops
 from zoo.data import boxes as bx
 from zoo.data.resize import resize_images
 from zoo.lazy import tf
@@ -39,7 +41,8 @@ class DecodeDetections(keras.layers.Layer):
     num_detections (B,) int32, D = `max_detections` (`zoo.data.boxes.postprocess`). NMS per
     class, or over all classes with `agnostic` (IoU `iou_threshold`, default by the mode).
 
-    Inference code, not model code: TensorFlow ops (top-k, padded NMS), no XLA.
+    Inference code, not model code: TensorFlow ops (top-k, padded NMS), no XLA; on the other
+    backends `zoo.serving_ops.postprocess`, compiled with the model.
     """
 
     def __init__(self, anchor_config: dict, num_classes: int, score_threshold=SCORE_THRESHOLD,
@@ -47,7 +50,8 @@ class DecodeDetections(keras.layers.Layer):
                  pre_nms_top_k=PRE_NMS_TOP_K, agnostic=False, **kwargs):
         kwargs["dtype"] = "float32"  # never autocast the raw outputs (mixed precision)
         super().__init__(**kwargs)
-        self.supports_jit = False  # NMS's data-dependent loop: plain graph mode
+        # TensorFlow's NMS is a data-dependent loop: plain graph mode; the keras.ops one compiles
+        self.supports_jit = not serving_ops.is_tensorflow()
         self.anchor_config = dict(anchor_config)
         self.num_classes = int(num_classes)
         self.score_threshold = float(score_threshold)
@@ -59,6 +63,10 @@ class DecodeDetections(keras.layers.Layer):
         self._anchors = bx.AnchorConfig.from_dict(self.anchor_config).anchors()
 
     def call(self, outputs):
+        if not serving_ops.is_tensorflow():
+            return serving_ops.postprocess(outputs, self._anchors, self.num_classes, self.anchor_config["image_size"],
+                                           self.score_threshold, self.iou_threshold, self.max_detections,
+                                           self.pre_nms_top_k, self.agnostic)
         # The model's flattening reshape leaves the anchor axis unknown inside a traced graph
         # (a reshape, not tf.ensure_shape, which LiteRT has no builtin for).
         outputs = tf.reshape(outputs, [-1, len(self._anchors), 4 + self.num_classes])
@@ -92,6 +100,10 @@ class Letterbox(keras.layers.Layer):
         self.size = [int(s) for s in size]
 
     def call(self, images):
+        if not serving_ops.is_tensorflow():
+            scaled = serving_ops.letterbox_size(*images.shape[1:3], self.size)
+            out = serving_ops.resize_images(images, scaled)
+            return keras.ops.pad(out, [[0, 0], [0, self.size[0] - scaled[0]], [0, self.size[1] - scaled[1]], [0, 0]])
         shape = tf.shape(images)
         scaled = scaled_size(shape[1], shape[2], letterbox_scale(shape[1], shape[2], self.size))
         out = resize_images(tf.cast(images, tf.float32), tf.stack(scaled), portable=True)
@@ -119,6 +131,13 @@ class InputPixelBoxes(keras.layers.Layer):
         self.size = [int(s) for s in size]
 
     def call(self, boxes, images):
+        if not serving_ops.is_tensorflow():
+            height, width = images.shape[1:3]
+            new_h, new_w = serving_ops.letterbox_size(height, width, self.size)
+            sy, sx = np.float32(new_h) / np.float32(height), np.float32(new_w) / np.float32(width)
+            y0, x0, y1, x1 = (boxes[..., i] for i in range(4))
+            xyxy = keras.ops.stack([x0 / sx, y0 / sy, x1 / sx, y1 / sy], -1)
+            return keras.ops.minimum(keras.ops.maximum(xyxy, 0.0), np.float32([width, height, width, height]))
         shape = tf.shape(images)
         height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
         new_h, new_w = scaled_size(shape[1], shape[2], letterbox_scale(shape[1], shape[2], self.size))
@@ -158,13 +177,15 @@ _DETECTORS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDict
 def detector(model, agnostic_nms: bool = False) -> keras.Model:
     """The inference graph of a zoo detector: images (B, H, W, 3) -> the padded detections
     of `DecodeDetections` (a dict; NMS per class, or over all classes with `agnostic_nms`),
-    built under the model's distribution strategy. Evaluation runs it per class (COCO)."""
+    built under the model's distribution strategy where it has one (TensorFlow). Evaluation
+    runs it per class (COCO)."""
 
     found = _DETECTORS.setdefault(model, {}).get(agnostic_nms)
     if found is None:
         config = model_anchor_config(model)
         num_classes = int(model.output_shape[-1]) - 4  # 4 box deltas, then the class logits
-        with model.distribute_strategy.scope():
+        strategy = getattr(model, "distribute_strategy", None)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
             decoded = DecodeDetections(dataclasses.asdict(config), num_classes, agnostic=agnostic_nms,
                                        name="decode_detections")(model.outputs[0])
             found = keras.Model(model.inputs, decoded, name=f"{model.name}_detector")
@@ -209,15 +230,15 @@ def coco_ground_truth(records, class_names, category_ids) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
-    """COCOeval (bbox) of detections [{image_id, category_id, bbox xywh, score}] -> metrics."""
+def coco_evaluator(ground_truth: dict, detections: list[dict]):
+    """pycocotools' COCOeval (bbox) of detections [{image_id, category_id, bbox xywh, score}],
+    evaluated, accumulated and summarized (its per-image `evalImgs`, `eval` arrays and `stats`);
+    None without detections."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    keys = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large")
-    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     if not detections:
-        return {**{k: 0.0 for k in keys}, **{f"AP/{n}": 0.0 for n in names.values()}}
+        return None
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = ground_truth
@@ -226,6 +247,17 @@ def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator
+
+
+def coco_metrics(ground_truth: dict, detections: list[dict], evaluator=None) -> dict:
+    """COCOeval (bbox) of detections [{image_id, category_id, bbox xywh, score}] -> metrics;
+    `evaluator`: their `coco_evaluator`, when the caller has it already."""
+    keys = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large")
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    evaluator = evaluator if evaluator is not None else coco_evaluator(ground_truth, detections)
+    if evaluator is None:  # no detections
+        return {**{k: 0.0 for k in keys}, **{f"AP/{n}": 0.0 for n in names.values()}}
     out = {k: float(v) for k, v in zip(keys, evaluator.stats[:6])}
     precision = evaluator.eval["precision"]  # (iou, recall, category, area, max dets)
     for k, cat_id in enumerate(evaluator.params.catIds):

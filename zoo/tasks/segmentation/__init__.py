@@ -28,7 +28,7 @@ from zoo.data import DatasetInfo, to_rgb
 from zoo.data.augment import IGNORE_INDEX, augment_image_and_mask
 from zoo.errors import RecipeError, quote
 from zoo.lazy import keras, tf
-from zoo.tasks.base import Source, Task, predict_chunks, register_task
+from zoo.tasks.base import Source, Task, predict_chunks, register_task, with_pictures
 from zoo.tasks.segmentation.sources import PETS_CLASSES, pets_trimap_to_classes, squeeze_mask, tfds_mask_feature
 
 
@@ -112,21 +112,34 @@ class Segmentation(Task):
             metrics += [LossPart(loss, "crossentropy", name="crossentropy"), LossPart(loss, "dice", name="dice")]
         return metrics
 
-    def evaluate(self, model, dataset, info):
+    def evaluate(self, model, dataset, info, report=None):
         """`segmentation_metrics` of the confusion matrix over the dataset, accumulated chunk by
-        chunk of `model.predict` on the argmax model (only class ids leave the device)."""
+        chunk of `model.predict` on the argmax model (only class ids leave the device). With a
+        `zoo.report.Report`, the per-class table and, with its folder, the confusion matrix and
+        the images of lowest mean IoU (their pictures made uint8 in tf.data, only theirs kept)."""
         from zoo.tasks.segmentation.metrics import class_map_model, confusion_matrix, segmentation_metrics
+        from zoo.tasks.segmentation.report import WorstImages, report_segmentation
 
         num_classes = info.num_classes
         confusion = np.zeros((num_classes, num_classes), np.int64)
+        worst = WorstImages(num_classes) if report is not None and report.folder is not None else None
+        if worst is not None:
+            dataset = with_pictures(dataset)
         count = 0
         for classes, targets in predict_chunks(class_map_model(model), dataset):
             start = 0
-            for masks in targets:
-                confusion += confusion_matrix(masks, classes[start:start + len(masks)], num_classes)
+            for target in targets:
+                masks = target if worst is None else target[0]
+                predicted = classes[start:start + len(masks)]
+                confusion += confusion_matrix(masks, predicted, num_classes)
+                if worst is not None:
+                    worst.add(target[1], masks, predicted)
                 start += len(masks)
             count += len(classes)
-        return segmentation_metrics(confusion, class_names_for(info, num_classes), count)
+        names = class_names_for(info, num_classes)
+        if report is not None:
+            report_segmentation(report, confusion, names, worst, count)
+        return segmentation_metrics(confusion, names, count)
 
     # -- export ----------------------------------------------------------------
     def serving_model(self, model, recipe):

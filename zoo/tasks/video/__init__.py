@@ -32,7 +32,7 @@ from zoo.config import DataConfig
 from zoo.data import MAX_PIXELS, DatasetInfo, to_rgb
 from zoo.errors import DataError
 from zoo.lazy import keras, tf
-from zoo.tasks.base import Source, predict_all, register_task
+from zoo.tasks.base import Source, register_task
 from zoo.tasks.classification import Classification
 from zoo.tasks.video.clips import clip_indices, frame_files, is_clip, read_clip, sample_clips
 
@@ -93,19 +93,27 @@ class Video(Classification):
         return {"num_classes": info.num_classes,
                 "input_shape": (recipe.data.num_frames, *recipe.data.image_size, 3)}
 
-    def evaluate(self, model, dataset, info):
+    def evaluate(self, model, dataset, info, report=None):
         """Clip `accuracy` (+ `top5_accuracy`); with several clips per video (rank-6 inputs from
-        `make_eval_dataset`) also `video_accuracy` of the clip scores averaged per video."""
+        `make_eval_dataset`) also `video_accuracy` of the clip scores averaged per video. The
+        report (`Classification.evaluate`) is on clips: each clip, its label."""
         from zoo.tasks.classification.metrics import classification_metrics
+        from zoo.tasks.classification.report import ConfidentMistakes, predict_with_mistakes, report_classes
 
+        mistakes = ConfidentMistakes() if report is not None and report.folder is not None else None
         spec = dataset.element_spec[0]
         if spec.shape.rank != 6:
-            scores, labels = predict_all(model, dataset)
+            scores, labels = predict_with_mistakes(model, dataset, mistakes)
+            if report is not None:
+                report_classes(report, scores, labels, self.class_names(model, info), mistakes, what="clips")
             return classification_metrics(scores, labels, info.num_classes)
         k, clip_shape = spec.shape[1], spec.shape[2:]
-        flat = dataset.map(lambda clips, label: (tf.reshape(clips, [-1, *clip_shape]), label))
-        scores, labels = predict_all(model, flat)  # scores (videos * k, C), labels (videos,)
-        labels = np.asarray(labels).astype(np.int64).reshape(-1)
+        flat = dataset.map(lambda clips, label: (tf.reshape(clips, [-1, *clip_shape]), tf.repeat(label, k)))
+        scores, clip_labels = predict_with_mistakes(model, flat, mistakes)  # (videos * k, C), (videos * k,)
+        labels = np.asarray(clip_labels).astype(np.int64).reshape(-1)[::k]
+        if report is not None:
+            report_classes(report, scores, clip_labels, self.class_names(model, info), mistakes, what="clips",
+                           clips_per_video=k)
         out = classification_metrics(scores, np.repeat(labels, k), info.num_classes)
         video_scores = np.asarray(scores).reshape(len(labels), k, -1).mean(axis=1)
         out["video_accuracy"] = float(np.mean(video_scores.argmax(-1) == labels))

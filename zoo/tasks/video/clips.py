@@ -197,4 +197,5 @@ def load_folder(data, task, split: str, truth=None) -> Split:
 
     names = classes if truth is None else list(truth.class_names)  # the labels' classes, mapped
     info = DatasetInfo(len(names), names, len(clips))
-    return Split(records, info, clip_diagnosis(frame_clips, videos, data.max_pixels), decode=decode)
+    return Split(records, info, clip_diagnosis(frame_clips, videos, data.max_pixels), decode=decode,
+                 labels=np.asarray(frame_labels + video_labels, np.int64))
