@@ -212,13 +212,29 @@ def test_a_run_resumes_under_jax_records_it_and_exports_from_jax_under_tensorflo
     assert (f"resuming on another backend: the run was trained on {tensorflow}, this process runs {jax_version} "
             f"(the checkpoints are backend-neutral Keras weights)") in lines
     assert any("resuming after epoch 1" in line for line in lines if line.startswith("training digits_cnn"))
-    assert (run / "recipe.yaml").read_text().splitlines()[2] == f"# backend: {jax_version}"
+    trained = f"{jax_version} (earlier epochs: {tensorflow})"
+    assert (run / "recipe.yaml").read_text().splitlines()[2] == f"# backend: {trained}"
     assert json.loads((run / "metrics.json").read_text())["backend"] == jax_version
     assert ("zoo export runs on the TensorFlow backend: re-running it with KERAS_BACKEND=tensorflow "
             "(this session: jax)") in lines
     exported = run / "export" / "digits_cnn"
     metadata = json.loads((run / "export" / "digits_cnn.json").read_text())
-    assert metadata["versions"]["backend"] == "tensorflow" and metadata["trained_backend"] == jax_version
+    assert metadata["versions"]["backend"] == "tensorflow" and metadata["trained_backend"] == trained
     saved = np.load(run / "jax.npz")
     served = load_exported(exported)(saved["images"])["probabilities"]
     np.testing.assert_allclose(served, saved["probabilities"], atol=1e-5)
+
+
+def test_a_run_resumed_on_another_backend_keeps_the_earlier_ones_in_its_header(tmp_path):
+    from zoo.resume import backend_history, recorded_backend
+
+    recipe = tmp_path / "recipe.yaml"
+    assert backend_history(recipe, "tensorflow 2.21.0") == "tensorflow 2.21.0"  # a new run
+    recipe.write_text("# resolved: ...\n# backend: jax 0.10.2\ntask: classification\n")
+    assert backend_history(recipe, "jax 0.10.2") == "jax 0.10.2"
+    history = backend_history(recipe, "tensorflow 2.21.0")
+    assert history == "tensorflow 2.21.0 (earlier epochs: jax 0.10.2)"
+    recipe.write_text(f"# backend: {history}\ntask: classification\n")
+    assert recorded_backend(recipe) == history
+    assert backend_history(recipe, "torch 2.9.0") == "torch 2.9.0 (earlier epochs: tensorflow 2.21.0, jax 0.10.2)"
+    assert backend_history(recipe, "jax 0.10.2") == "jax 0.10.2 (earlier epochs: tensorflow 2.21.0)"

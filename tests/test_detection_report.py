@@ -207,8 +207,8 @@ def test_gallery_pictures_of_large_inputs_are_the_image_part_scaled_down():
     missed = {"image_id": 1, "category_id": 1, "bbox": [150, 300, 100, 50], "score": 0.9}  # [x, y, w, h]
     extra.add(480, 640, np.array([[100, 300, 200, 420]]), np.array([0]), np.zeros(1, bool), [missed],
               targets["picture"][0])
-    ((_, _, (caption, (picture, truth, boxes, _, _))),) = extra._worst
+    ((_, _, (caption, (picture, truth, boxes, _, _, mistaken))),) = extra._worst
     assert picture.shape == (240, 320, 3) and picture[51:99, 151:209].min() >= 240 and picture[:45].max() == 0
     np.testing.assert_allclose(truth, [[50, 150, 100, 210]])
     np.testing.assert_allclose(boxes, [[150, 75, 175, 125]])
-    assert caption == "missed box\nfalse: box 0.90"
+    assert caption == "missed box\nfalse: box 0.90" and mistaken.tolist() == [True]  # drawn last

@@ -4,6 +4,7 @@ files for classification, video and segmentation."""
 import csv
 import json
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,7 +13,7 @@ from conftest import run_cli
 
 import zoo
 import zoo.errors
-from zoo.report import Report, confused_pairs, save_gallery
+from zoo.report import Report, confused_pairs, save_gallery, short_label
 from zoo.tasks.classification.report import ConfidentMistakes, one_vs_rest_curves, report_classes
 from zoo.tasks.segmentation.report import WorstImages, per_image_iou
 
@@ -74,9 +75,19 @@ def test_output_writes_eval_folder_and_no_folder_writes_nothing(tmp_path, capsys
     assert list(tmp_path.iterdir()) == []  # nowhere named: nothing written
     code, out, _ = run_cli(capsys, "evaluate", "digits_cnn", "--weights", "pretrained", "--output", "out")
     assert code == 0 and split_stdout(out)[1] == quiet  # the metrics never depend on the report
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == quiet
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved == {**quiet, "eval_split": "test", "backend": saved["backend"]}
+    assert saved["backend"].split()[0] == keras.backend.backend()
     assert len(read_csv(tmp_path / "out" / "eval" / "per_class.csv")) == 1 + 10 + 2
     assert matrix_of(tmp_path / "out" / "eval" / "confusion_matrix.csv").sum() == 360
+    # A reused folder: an earlier report's files go (another task's f1_curve), the user's stay.
+    for name in ("f1_curve.png", "notes.txt"):
+        (tmp_path / "out" / "eval" / name).write_text("old")
+    assert run_cli(capsys, "evaluate", "digits_cnn", "--weights", "pretrained", "--output", "out")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "eval").iterdir()) == sorted(
+        ["per_class.csv", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "confusion_matrix.png",
+         "pr_curves.csv", "pr_curves.png", "worst_predictions.png", "notes.txt"])
+    assert short_label("class_with_a_rather_long_name_12") == "class_with_a_r…_long_name_12"
 
 
 def test_a_report_folder_that_cannot_be_written_is_one_line_after_the_metrics(tmp_path, capsys):
@@ -179,6 +190,16 @@ def test_running_top_k_keeps_what_a_full_sort_would():
     for start in range(0, 40, 8):
         worst.add(np.zeros((8, 6, 6, 3), np.uint8), masks[start:start + 8], predictions[start:start + 8])
     assert [k[1] for k in worst.kept] == np.argsort(np.nan_to_num(ious, nan=2), kind="stable")[:5].tolist()
+
+    # A few stray pixels of a class (IoU 0) do not make a near-perfect image one of the worst.
+    truth = np.zeros((2, 64, 64), np.int64)
+    truth[:, 10:40, 10:40] = 1
+    truth[:, 50, 50:53] = 2  # 3 pixels of class 2, not predicted
+    prediction = np.where(truth == 2, 0, truth)
+    prediction[:, 60, 60:62] = 3  # 2 pixels of class 3, not true
+    prediction[1, 10:40, 10:25] = 0  # image 1 misses half its object
+    near_perfect, half_missed = per_image_iou(truth, prediction, 4)
+    assert near_perfect > 0.99 and half_missed < 0.8
 
 
 def test_curves_and_pairs_by_hand(tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image
 
 import zoo
 from zoo.data import DatasetInfo, Split, holdout, load_split, synthetic
-from zoo.errors import DataError
+from zoo.errors import DataError, ZooError
 from zoo.lazy import tf
 from zoo.tasks import get_task
 
@@ -135,9 +135,10 @@ def test_a_carve_out_run_and_its_resume_hold_out_the_same_examples(tmp_path, cap
     zoo.train(tiny("digits_cnn", *recipe, "train.epochs=2"), output_dir=tmp_path, resume=True)
     assert "changed recipe key: data.val_split" not in capsys.readouterr().out
     assert len(drawn) == 2 and np.array_equal(drawn[0], drawn[1])
-    zoo.train(tiny("digits_cnn", "runtime.seed=3", "train.epochs=3"), output_dir=tmp_path, resume=True)
-    assert "resuming with a changed recipe key: data.val_split: 0.05 -> None" in capsys.readouterr().out
-    assert len(history_rows(tmp_path)) == 3
+    for change in ("data.val_split=0.1", "runtime.seed=4"):  # another held-out part: refused, nothing written
+        with pytest.raises(ZooError, match=rf"--resume: {change.split('=')[0]} .* changes the validation split"):
+            zoo.train(tiny("digits_cnn", *recipe, "train.epochs=3", change), output_dir=tmp_path, resume=True)
+    assert len(history_rows(tmp_path)) == 2
 
 
 def test_validating_on_the_eval_split_is_allowed_with_a_warning(tmp_path, capsys):
@@ -174,3 +175,12 @@ def test_a_missing_named_val_split_names_the_key(capsys, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert (f"dataset folder not found: {root / 'val'} (the validation split, data.val_split; null holds out "
             f"10% of train instead)") in err
+
+
+def test_a_split_too_small_after_the_carve_out_says_what_was_held_out(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "digits_cnn", "data.batch_size=1400", "--output", tmp_path / "run")
+    assert code == 2 and err.splitlines() == [
+        "zoo: error: the training split has 1293 examples after holding out 144 to validate (data.val_split), "
+        "fewer than one batch (data.batch_size=1400)"]
+    metrics = zoo.train(tiny("digits_cnn", "train.validate=false", "train.epochs=1"), output_dir=tmp_path / "b").metrics
+    assert metrics["val_split"] == "none (train.validate false)" and "best_epoch" not in metrics

@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the largest image read, in pixels (default: the run's data.max_pixels)")
     _agnostic_nms_option(p)
 
-    p = sub.add_parser("convert", help="write a recipe's training and eval splits as sharded TFRecord files "
-                                       "(data.source=tfrecord reads them)")
+    p = sub.add_parser("convert", help="write a recipe's training and eval splits (and a named val_split) as "
+                                       "sharded TFRecord files (data.source=tfrecord reads them)")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted recipe overrides")
     p.add_argument("--output", required=True, help="folder for the shards (local or e.g. gs://)")
@@ -216,7 +216,7 @@ def cmd_evaluate(args):
     metrics = zoo.evaluate(recipe, weights=args.weights, report=report)  # prints the per-class table
     print(json.dumps(metrics), flush=True)  # before writing: an unwritable --output loses nothing
     if args.output:
-        write_metrics(args.output, metrics)
+        write_metrics(args.output, metrics, recipe.data.eval_split)
     report.check()  # a report folder that could not be written
 
 

@@ -33,7 +33,7 @@ from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, check_run_name, load_recipe
 from zoo.report import Report
-from zoo.resume import RECORDED_BACKEND, absolute_data_paths, check_resume
+from zoo.resume import RECORDED_BACKEND, absolute_data_paths, backend_history, check_resume
 from zoo.tasks import get_task
 from zoo.tasks.base import progress
 
@@ -92,9 +92,10 @@ def _phases(initial_epoch: int, freeze_epochs: int, epochs: int) -> list[tuple]:
     return phases + ([(start, epochs, False)] if start < epochs else [])
 
 
-def resolved_header(strategy) -> str:
-    """YAML comments at the top of a run's recipe.yaml: what `auto` resolved to and the versions
-    that ran (comments, so the file still loads back as the recipe)."""
+def resolved_header(strategy, backend: str | None = None) -> str:
+    """YAML comments at the top of a run's recipe.yaml: what `auto` resolved to, the versions and
+    the backend that ran (`backend`: `backend_history` of a resumed run; comments, so the file
+    still loads back as the recipe)."""
     from zoo.version import __version__
 
     names = {"MirroredStrategy": "mirrored", "MultiWorkerMirroredStrategy": "multi_worker",
@@ -104,15 +105,17 @@ def resolved_header(strategy) -> str:
             f"runtime.distribution {distribution} ({strategy.num_replicas_in_sync} replica(s))\n"
             f"# versions: keras-zoo {__version__}, keras {keras.__version__}, "
             f"tensorflow {tf.__version__}, python {platform.python_version()}\n"
-            f"{RECORDED_BACKEND}{runtime.backend_description()}\n")
+            f"{RECORDED_BACKEND}{backend or runtime.backend_description()}\n")
 
 
-def _steps_per_epoch(recipe, dataset, info) -> int:
+def _steps_per_epoch(recipe, dataset, info, held_out: int = 0) -> int:
+    """`held_out`: examples of the training split carved out to validate (data.val_split)."""
     if recipe.train.steps_per_epoch:
         return recipe.train.steps_per_epoch
     steps = int(dataset.cardinality())
     if steps == 0:
-        raise DataError(f"the training split has {info.num_examples} examples, fewer than one batch "
+        after = f" after holding out {held_out} to validate (data.val_split)" if held_out else ""
+        raise DataError(f"the training split has {info.num_examples} examples{after}, fewer than one batch "
                         f"(data.batch_size={recipe.data.batch_size})")
     if steps < 0:
         raise DataError("the training split is of unknown size; set train.steps_per_epoch")
@@ -244,7 +247,8 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
                                                     _should_cache(recipe, task, train_split)))
     val_ds = val_split and runtime.auto_shard(task.make_dataset(
         val_split, recipe, False, _should_cache(recipe, task, val_split)), evaluation=True)
-    steps = _steps_per_epoch(recipe, train_ds, train_split.info)
+    held_out = val_split.info.num_examples if drawn else 0  # carved out of the training split
+    steps = _steps_per_epoch(recipe, train_ds, train_split.info, held_out)
     cfg = recipe.train
     head_only = HeadOnly(model, get_entry(recipe.model.name).head) if cfg.freeze_epochs else None
 
@@ -267,7 +271,8 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
 
     for line in changed:
         print(f"resuming with a changed recipe key: {line}", flush=True)
-    run_dir.write_atomic(write_dir / "recipe.yaml", resolved_header(strategy) + recipe.to_yaml())
+    backend = backend_history(write_dir / "recipe.yaml", runtime.backend_description()) if resume else None
+    run_dir.write_atomic(write_dir / "recipe.yaml", resolved_header(strategy, backend) + recipe.to_yaml())
     run_dir.write_atomic(write_dir / "dataset.json", json.dumps({"class_names": info.class_names, **info.extras}))
     history_log = run_dir.HistoryLog(write_dir / "history.csv", initial_epoch, guard)
     evaluator = best = None
@@ -330,8 +335,8 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
     report = Report(write_dir / "eval")  # the last model's evaluation report
     with data_errors(eval_split):
         metrics = task.evaluate(model, eval_ds, info, report=report)
-        metrics = {**metrics, "eval_split": recipe.data.eval_split,
-                   "val_split": f"{validated_on} ({drawn})" if drawn else validated_on,
+        validated = (f"{validated_on} ({drawn})" if drawn else validated_on) or "none (train.validate false)"
+        metrics = {**metrics, "eval_split": recipe.data.eval_split, "val_split": validated,
                    **best_metrics(best, checkpoint.epoch, metrics, write_dir / "best.keras",
                                   lambda best_model: task.evaluate(best_model, eval_ds, info), strategy)}
     recorded = {**metrics, "backend": runtime.backend_description()}  # the Keras backend that trained
@@ -377,12 +382,14 @@ def load_weights_into(recipe, task, info, weights):
     return create_model(recipe.model.name, pretrained=pretrained, **args, **recipe.model.params)
 
 
-def write_metrics(output_dir, metrics: dict):
-    """`metrics.json` in `output_dir`; a place that cannot be written is a one-line ZooError."""
+def write_metrics(output_dir, metrics: dict, eval_split: str):
+    """`metrics.json` in `output_dir`, labelled as a run's (the split measured, the backend); a place
+    that cannot be written is a one-line ZooError."""
     path = Path(output_dir) / "metrics.json"
     make_folder(path.parent)
+    labelled = {**metrics, "eval_split": eval_split, "backend": runtime.backend_description()}
     try:
-        run_dir.write_atomic(path, json.dumps(metrics, indent=2))
+        run_dir.write_atomic(path, json.dumps(labelled, indent=2))
     except OSError as err:
         raise cannot_write(path, err) from None
 
@@ -423,7 +430,7 @@ def evaluate(recipe, weights=None, output_dir=None, report=None, verbose=None) -
         metrics = task.evaluate(model, dataset, info, report=report)
     print_table(report)
     if output_dir is not None:
-        write_metrics(output_dir, metrics)
+        write_metrics(output_dir, metrics, recipe.data.eval_split)
     if not given:
         report.check()
     return metrics

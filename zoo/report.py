@@ -27,6 +27,11 @@ CONFUSED_PAIRS = 20
 PR_CLASSES = 20  # above this many classes, only the PR_SHOWN best and worst by AP are drawn
 PR_SHOWN = 10
 GALLERY = 25
+# The files a report writes: cleared from a reused folder first, so it never mixes two evaluations
+# (only these names: anything else in the folder is the user's).
+REPORT_FILES = ("per_class.csv", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "confusion_matrix.png",
+                "confused_pairs.csv", "confused_pairs.png", "pr_curves.csv", "pr_curves.png", "f1_curve.csv",
+                "f1_curve.png", "worst_predictions.png")
 DPI = 100
 
 
@@ -66,8 +71,13 @@ class Report:
         if not self._made:
             try:
                 make_folder(self.folder)
+                for stale in REPORT_FILES:  # an earlier report's
+                    (self.folder / stale).unlink(missing_ok=True)
             except ZooError as err:
                 self.error = err
+                return None
+            except OSError as err:
+                self.error = cannot_write(self.folder, err)
                 return None
             self._made = True
         return self.folder / name
@@ -243,7 +253,7 @@ def _save_confused_pairs(report, matrix, labels, what):
     figure = _figure(9, max(2.5, 0.32 * len(pairs) + 1.5))
     axes = figure.add_subplot()
     if pairs:
-        names = [f"{_short(t)} → {_short(p)}" for t, p, _, _ in pairs]
+        names = [f"{short_label(t)} → {short_label(p)}" for t, p, _, _ in pairs]
         counts = [c for _, _, c, _ in pairs]
         bars = axes.barh(range(len(pairs)), counts, color="tab:red")
         axes.bar_label(bars, [f"{c:,} ({100 * s:.1f}% of true)" for _, _, c, s in pairs],
@@ -263,8 +273,13 @@ def _save_confused_pairs(report, matrix, labels, what):
     _save_figure(report, figure, "confused_pairs")
 
 
-def _short(label: str, limit: int = 28) -> str:
-    return label if len(label) <= limit else label[:limit - 1] + "…"
+def short_label(label: str, limit: int = 28) -> str:
+    """`label` cut to `limit` characters in its middle: names that share a prefix
+    (`species_a_long_name_12`) keep the end that tells them apart."""
+    if len(label) <= limit:
+        return label
+    tail = (limit - 1) // 2
+    return label[:limit - 1 - tail] + "…" + label[len(label) - tail:]
 
 
 def _legend(axes, count: int):
@@ -304,7 +319,7 @@ def save_pr_curves(report, curves: dict, *, title: str, name="pr_curves"):
     figure = _figure(9.5 if len(shown) > 10 else 7, 5.5)
     axes = figure.add_subplot()
     for i, (color, (label, (recall, precision, *_))) in enumerate(zip(_colors(len(shown)), shown)):
-        text = _short(str(label)) + (f" (AP {ap[label]:.3f})" if ap[label] is not None else "")
+        text = short_label(str(label)) + (f" (AP {ap[label]:.3f})" if ap[label] is not None else "")
         style = "--" if len(curves) > PR_CLASSES and i >= PR_SHOWN else "-"
         axes.plot(recall, precision, color=color, linewidth=1.5, linestyle=style, label=text,
                   drawstyle="steps-post")
@@ -333,11 +348,11 @@ def save_curves_plot(report, x, ys: dict, *, xlabel: str, ylabel: str, title: st
     axes = figure.add_subplot()
     colors = dict(zip(columns, _colors(len(columns))))
     for label, y in columns.items():
-        axes.plot(x, y, color=colors[label], linewidth=1.5, label=_short(str(label)))
+        axes.plot(x, y, color=colors[label], linewidth=1.5, label=short_label(str(label)))
     for label, (mx, my) in (mark or {}).items():
         color = colors.get(label, "black")
         axes.plot([mx], [my], marker="o", markersize=7, color=color, linestyle="none")
-        axes.annotate(f"{_short(str(label))}: {my:.3f} at {mx:.3g}", (mx, my), xytext=(6, 6),
+        axes.annotate(f"{short_label(str(label))}: {my:.3f} at {mx:.3g}", (mx, my), xytext=(6, 6),
                       textcoords="offset points", fontsize="small", color=color)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
@@ -377,7 +392,7 @@ def save_gallery(report, images: list, captions: list[str], *, title: str, name=
     if legend:
         from matplotlib.patches import Patch
 
-        handles = [Patch(facecolor=np.asarray(color) / 255, edgecolor="black", label=_short(str(label)))
+        handles = [Patch(facecolor=np.asarray(color) / 255, edgecolor="black", label=short_label(str(label)))
                    for label, color in legend.items()]
         figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6),
                       fontsize="small")

@@ -27,6 +27,17 @@ def recorded_backend(recipe_yaml: Path) -> str | None:
     return None
 
 
+def backend_history(run_recipe: Path, now: str) -> str:
+    """The recipe.yaml `# backend:` value for a run now trained on `now`: `now`, followed by the
+    other backends its earlier epochs ran on ("tensorflow 2.21.0 (earlier epochs: jax 0.10.2)")."""
+    before = recorded_backend(run_recipe) if run_recipe.is_file() else None
+    if not before:
+        return now
+    latest, _, rest = before.partition(" (earlier epochs: ")
+    earlier = [b for b in [latest, *rest.rstrip(")").split(", ")] if b and b != now]
+    return f"{now} (earlier epochs: {', '.join(dict.fromkeys(earlier))})" if earlier else now
+
+
 def _flatten(tree: dict, prefix="") -> dict:
     out = {}
     for key, value in tree.items():
@@ -66,6 +77,13 @@ def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
         details = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
         raise ZooError(f"--resume: {details}: these keys fix the model or its data shapes and cannot "
                        f"change in a resumed run (start a new run with another --output)")
+    carved = not isinstance(new.get("data.val_split"), str)  # drawn from train_split by runtime.seed
+    held = [k for k in changed if k == "data.val_split" or (carved and k in ("runtime.seed", "data.train_split"))]
+    if held:
+        details = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in held)
+        raise ZooError(f"--resume: {details}: this changes the validation split, on which best.keras and early "
+                       f"stopping compare every epoch, so it cannot change in a resumed run (start a new run "
+                       f"with another --output)")
     meta = out / "dataset.json"
     if meta.is_file():
         saved_classes = json.loads(meta.read_text()).get("class_names")

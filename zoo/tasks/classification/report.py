@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.report import GALLERY, save_confusion_matrix, save_gallery, save_pr_curves
+from zoo.report import GALLERY, save_confusion_matrix, save_gallery, save_pr_curves, short_label
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)
 
@@ -114,8 +114,8 @@ def report_classes(report, scores, labels, names, mistakes: ConfidentMistakes | 
     kept = mistakes.kept if mistakes is not None else []
     pictures = [clip_picture(k[5]) if k[5].ndim == 4 else k[5] for k in kept]
     k = clips_per_video
-    captions = [f"#{index if k == 1 else f'{index // k} clip {index % k + 1}/{k}'}: true {_short(names[true])} "
-                f"({true_score:.2f})\npredicted {_short(names[pred])} ({score:.2f})"
+    captions = [f"#{index if k == 1 else f'{index // k} clip {index % k + 1}/{k}'}: true {short_label(names[true], 18)} "
+                f"({true_score:.2f})\npredicted {short_label(names[pred], 18)} ({score:.2f})"
                 for score, index, true, pred, true_score, _ in kept]
     frames = "; frames first | middle | last" if kept and kept[0][5].ndim == 4 else ""
     wrong = mistakes.wrong if mistakes is not None else 0
@@ -124,8 +124,7 @@ def report_classes(report, scores, labels, names, mistakes: ConfidentMistakes | 
                        f"#index in the eval split: true class (its score), predicted class (its score){frames}")
 
 
-def _short(name: str, limit: int = 18) -> str:
-    return name if len(name) <= limit else name[:limit - 1] + "…"
+
 
 
 def predict_with_mistakes(model, dataset, mistakes: ConfidentMistakes | None):

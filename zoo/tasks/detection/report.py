@@ -174,7 +174,8 @@ class DetectionReport:
                    for side, shrunk, model in zip((height, width), self.picture_size, self.size)]
         shown = picture[:max(1, round(height * factors[0])), :max(1, round(width * factors[1]))]
         factors = np.tile(factors, 2)
-        drawn = (np.array(shown), truth_boxes * factors, boxes * factors, labels, scores)
+        mistaken = np.isin(np.arange(len(labels)), np.concatenate([wrong, false]))
+        drawn = (np.array(shown), truth_boxes * factors, boxes * factors, labels, scores, mistaken)
         entry = (*item, (caption, drawn))
         (heapq.heappush if len(self._worst) < GALLERY_IMAGES else heapq.heapreplace)(self._worst, entry)
 
@@ -242,10 +243,10 @@ class DetectionReport:
         return curves
 
     def _table(self, evaluator, metrics: dict, curves: dict):
-        def at_best(curve):
+        def at_best(curve, objects):
             best = best_threshold(curve)
-            if best is None:
-                return [0.0, None, None, None]
+            if best is None:  # no detection counts: F1 0, or nothing to find at all
+                return [0.0 if objects else None, None, None, None]
             return [float(curve["f1"][best[1]]), float(curve["precision"][best[1]]),
                     float(curve["recall"][best[1]]), best[0]]
 
@@ -254,9 +255,10 @@ class DetectionReport:
             ap, ap50, ar = (None if self.objects[k] == 0 else 0.0,) * 3
             if evaluator is not None:
                 ap, ap50, ar = coco_class_scores(evaluator, evaluator.params.catIds.index(self.category_ids[k]))
-            rows.append([name, ap, ap50, ar, int(self.objects[k]), *at_best(curves[k])])
+            rows.append([name, ap, ap50, ar, int(self.objects[k]), *at_best(curves[k], self.objects[k])])
         recall = 0.0 if evaluator is None else float(evaluator.stats[8])
-        total = ["all", metrics["mAP"], metrics["mAP50"], recall, int(self.objects.sum()), *at_best(curves[None])]
+        total = ["all", metrics["mAP"], metrics["mAP50"], recall, int(self.objects.sum()),
+                 *at_best(curves[None], self.objects.sum())]
         self.report.table(
             f"detection, {self.images} images: COCO AP@[.5:.95], AP50 and AR@100 per class; the best F1 at\n"
             f"IoU 0.5 and the score threshold that gives it: deploy there (zoo predict shows score >= "
@@ -277,18 +279,20 @@ class DetectionReport:
                 curves[name] = (recall, p, float(p.mean()))
         save_pr_curves(self.report, curves, title="precision-recall at IoU 0.5 (COCO, 101 recall points; AP50)")
 
-    def _draw(self, picture, truth_boxes, boxes, labels, scores) -> np.ndarray:
-        """The picture (small ones enlarged) with its detections (`draw_detections`) and, over
-        them, its objects as dashed black and white boxes."""
+    def _draw(self, picture, truth_boxes, boxes, labels, scores, mistaken) -> np.ndarray:
+        """The picture (small ones enlarged) with its detections (`draw_detections`; the `mistaken`
+        ones, false or of the wrong class, drawn last so another box never hides the caption's)
+        and, over them, its objects as dashed black and white boxes."""
         from PIL import ImageDraw
 
         from zoo.tasks.detection.drawing import draw_detections
 
         factor = max(1, -(-GALLERY_SIDE // max(1, min(picture.shape[:2]))))
-        picture = np.repeat(np.repeat(picture, factor, 0), factor, 1)
-        image = draw_detections(picture, [((x0 * factor, y0 * factor, x1 * factor, y1 * factor), self.names[label],
-                                           score, label)
-                                          for (y0, x0, y1, x1), label, score in zip(boxes, labels, scores)])
+        image = np.repeat(np.repeat(picture, factor, 0), factor, 1)
+        for group in (~mistaken, mistaken):
+            image = draw_detections(np.asarray(image), [
+                ((x0 * factor, y0 * factor, x1 * factor, y1 * factor), self.names[label], score, label)
+                for (y0, x0, y1, x1), label, score in zip(boxes[group], labels[group], scores[group])])
         draw = ImageDraw.Draw(image)
         for y0, x0, y1, x1 in truth_boxes * factor:
             dashed_box(draw, x0, y0, x1, y1)

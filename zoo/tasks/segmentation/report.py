@@ -10,6 +10,9 @@ from zoo.report import save_confusion_matrix, save_gallery
 from zoo.tasks.segmentation.drawing import class_colors
 
 WORST_IMAGES = 8
+# A class counts towards an image's mean IoU where truth or prediction covers this share of its
+# labelled pixels: a few stray pixels of a class (IoU 0) would otherwise halve a near-perfect image.
+MIN_CLASS_SHARE = 0.005
 ALPHA = 0.7  # how much of a class colour covers the (grey) image in an overlay
 
 
@@ -29,7 +32,8 @@ def per_class_rows(confusion, names) -> tuple[list, list]:
 
 
 def per_image_iou(labels, classes, num_classes: int) -> np.ndarray:
-    """Each image's mean IoU over the classes in its truth or prediction (NaN: no labelled pixel)."""
+    """Each image's mean IoU over the classes covering at least `MIN_CLASS_SHARE` of its labelled
+    pixels in truth or prediction (NaN: no labelled pixel)."""
     labels = np.asarray(labels, np.int64).reshape(len(labels), -1)
     classes = np.asarray(classes, np.int64).reshape(len(classes), -1)
     valid = (labels != IGNORE_INDEX) & (labels >= 0) & (labels < num_classes)
@@ -40,8 +44,10 @@ def per_image_iou(labels, classes, num_classes: int) -> np.ndarray:
     tp = np.diagonal(confusion, axis1=1, axis2=2)
     union = confusion.sum(1) + confusion.sum(2) - tp
     iou = np.divide(tp, union, out=np.full_like(tp, np.nan), where=union > 0)
+    labelled = valid.sum(1, keepdims=True)
+    counts = (union > 0) & (union >= MIN_CLASS_SHARE * labelled)
     with np.errstate(invalid="ignore"):
-        counted = np.nansum(iou, 1) / (union > 0).sum(1)
+        counted = np.where(counts, iou, 0).sum(1) / counts.sum(1)
     return np.where(valid.any(1), counted, np.nan)
 
 
@@ -92,6 +98,7 @@ def report_segmentation(report, confusion, names, worst: WorstImages | None, num
     colors = class_colors(names)
     save_gallery(report, [triptych(image, truth, prediction, colors) for _, _, image, truth, prediction in kept],
                  [f"#{index}: mean IoU {iou:.3f}" for iou, index, *_ in kept],
-                 title=f"the {len(kept)} images of lowest mean IoU of {num_images:,}: image | truth | "
-                       f"prediction; #index in the eval split",
+                 title=f"the {len(kept)} images of lowest mean IoU of {num_images:,} (over the classes covering "
+                       f"{MIN_CLASS_SHARE:.1%} or more of an image): image | truth | prediction; #index in "
+                       f"the eval split",
                  legend={name: color for name, color in zip(names, colors) if color is not None})
