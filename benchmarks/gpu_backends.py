@@ -31,7 +31,7 @@ newer ones than the image may hold. tensorflow-datasets is not imported for `sou
 3.15.1, ...) for CPython 3.12 manylinux x86_64 (pip refuses a cp312 wheel on another Python; this
 script refuses a TensorFlow other than 2.21.x, and a JAX that found no GPU).
 
-1. Here, once (.whl/ is ignored through .git/info/exclude `/.whl/`, so it travels only when carried):
+1. Here, once (.whl/ is in .gitignore, so it travels only when carried):
        python benchmarks/split_wheels.py fetch   # 11 wheels, 265 MiB, ~2 s from the package mirror
        python benchmarks/split_wheels.py split   # .whl/part00..part09 today, <= 29 MiB each (tree ~33 MiB)
 2. Device calls, back to back (a machine idle 30 s goes back, and the parts with it; `status`

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEELS = ROOT / ".whl"  # ignored through .git/info/exclude (`/.whl/`): travels only when carried
+WHEELS = ROOT / ".whl"  # in .gitignore: travels only when carried
 # What `zoo.train` of shapes_resnet20 / shapes_retinanet under jax imports that the device image
 # lacks (or may hold in a version TensorFlow 2.21 refuses: protobuf, flatbuffers).
 CARRIED = {"tensorflow-cpu": "tensorflow", "keras": "keras", "namex": "namex", "optree": "optree",
