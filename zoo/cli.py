@@ -208,11 +208,9 @@ def cmd_evaluate(args):
     import zoo
 
     recipe = zoo.load_recipe(args.recipe, args.overrides)  # a typo is named before TensorFlow loads
-    from zoo.pipeline import write_metrics
-    from zoo.report import Report
+    from zoo.pipeline import evaluation_report, write_metrics
 
-    folder = args.report or (os.path.join(args.output, "eval") if args.output else None)
-    report = Report(folder)
+    report = evaluation_report(args.report, args.output)
     metrics = zoo.evaluate(recipe, weights=args.weights, report=report)  # prints the per-class table
     print(json.dumps(metrics), flush=True)  # before writing: an unwritable --output loses nothing
     if args.output:

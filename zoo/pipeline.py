@@ -404,7 +404,7 @@ def evaluate(recipe, weights=None, output_dir=None, report=None, verbose=None) -
     `verbose`: a progress bar over the batches (default: when stdout is a terminal)."""
     given = isinstance(report, Report)
     if not given:
-        report = Report(report if report is not None or output_dir is None else Path(output_dir) / "eval")
+        report = evaluation_report(report, output_dir)
     recipe = _as_recipe(recipe)
     strategy = runtime.configure(recipe.runtime)
     task = get_task(recipe.task)
@@ -434,6 +434,14 @@ def evaluate(recipe, weights=None, output_dir=None, report=None, verbose=None) -
     if not given:
         report.check()
     return metrics
+
+
+def evaluation_report(folder=None, output_dir=None):
+    """The report of one evaluation: written into `folder`, else `output_dir`/eval/, else nowhere
+    (nothing is written where the user did not point; the table is printed either way)."""
+    from zoo.report import Report
+
+    return Report(folder if folder is not None or output_dir is None else Path(output_dir) / "eval")
 
 
 def print_table(report):
