@@ -42,8 +42,6 @@ def zoo_on_jax(*argv, extra_env=None):
 
 
 @pytest.mark.parametrize("backend, setting, said", [
-    ("jax", "multi_worker", "runtime.distribution multi_worker: not on the jax backend yet: run the workers "
-                            "with KERAS_BACKEND=tensorflow"),
     ("jax", "tpu", "runtime.distribution tpu: on the jax backend use mirrored"),
     ("torch", "mirrored", "runtime.distribution mirrored: the torch backend has no distributed training"),
     ("torch", "multi_worker", "runtime.distribution multi_worker: the torch backend has no distributed training"),
@@ -55,7 +53,7 @@ def test_a_distribution_the_backend_has_no_path_for_is_refused_naming_it(backend
 
 
 def test_what_each_backend_runs_is_accepted_and_auto_resolves_to_a_path_it_has():
-    for backend, settings in (("jax", ("none", "auto", "mirrored")), ("torch", ("none", "auto")),
+    for backend, settings in (("jax", ("none", "auto", "mirrored", "multi_worker")), ("torch", ("none", "auto")),
                               ("tensorflow", ("none", "auto", "mirrored", "multi_worker", "tpu"))):
         for setting in settings:
             check_distribution(setting, backend)
@@ -68,13 +66,13 @@ def test_what_each_backend_runs_is_accepted_and_auto_resolves_to_a_path_it_has()
 
 
 def test_multi_worker_on_jax_is_one_line_and_exit_2_before_anything_is_written(tmp_path):
-    """Not a TF_CONFIG complaint, not a lone worker that logs "2 replica(s)": the backend, named."""
+    """Not a lone worker that logs "2 replica(s)": jax reads the cluster from TF_CONFIG as TensorFlow
+    does (tests/test_backends_multiworker.py); TF_CONFIG unset is TensorFlow's line."""
     proc = zoo_on_jax("train", "digits_cnn", "runtime.distribution=multi_worker", "--output", str(tmp_path / "run"))
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("zoo: error:")]
-    assert errors == ["zoo: error: runtime.distribution multi_worker: not on the jax backend yet: run the "
-                      "workers with KERAS_BACKEND=tensorflow (docs/distributed.md), or use mirrored for the "
-                      "devices of one machine"]
+    assert errors == ["zoo: error: runtime.distribution: multi_worker reads the cluster from the TF_CONFIG "
+                      "environment variable, which is not set (docs/distributed.md)"]
     assert "replica" not in proc.stdout and not (tmp_path / "run").exists()
 
 

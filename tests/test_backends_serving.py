@@ -1,7 +1,8 @@
-"""Prediction and evaluation on JAX agree with TensorFlow: the serving graphs' keras.ops path
-(`zoo.serving_ops`: eval view, class map, letterbox, box decode, NMS compiled with the model)
-against the TensorFlow ops `zoo export` writes, on the four shipped weights. One script runs
-under each backend in a subprocess (both at once); the tests compare what they saved."""
+"""Prediction and evaluation on JAX and PyTorch agree with TensorFlow: the serving graphs'
+keras.ops path (`zoo.serving_ops`: eval view, class map, letterbox, box decode, NMS compiled
+with the model) against the TensorFlow ops `zoo export` writes, on the four shipped weights. One
+script runs under each backend in a subprocess (all at once); the tests compare what they saved."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,7 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 
-pytest.importorskip("jax")
+OTHERS = [backend for backend in ("jax", "torch") if importlib.util.find_spec(backend)]
+if not OTHERS:
+    pytest.skip("neither jax nor torch is installed", allow_module_level=True)
 
 SCRIPT = textwrap.dedent('''
     import json, sys
@@ -77,11 +80,11 @@ SCRIPT = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """{backend: (arrays, metrics)} of SCRIPT run under TensorFlow and JAX."""
+    """{backend: (arrays, metrics)} of SCRIPT run under TensorFlow and each other backend installed."""
     folder = tmp_path_factory.mktemp("backends")
     (folder / "agree.py").write_text(SCRIPT)
     runs = {}
-    for backend in ("tensorflow", "jax"):
+    for backend in ("tensorflow", *OTHERS):
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
         runs[backend] = subprocess.Popen([sys.executable, str(folder / "agree.py"), str(folder / backend)],
                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -94,30 +97,34 @@ def saved(tmp_path_factory):
     return out
 
 
-def arrays(saved, prefix):
-    (tf_arrays, _), (jax_arrays, _) = saved["tensorflow"], saved["jax"]
+def arrays(saved, backend, prefix):
+    """(key, TensorFlow's array, `backend`'s) of the arrays whose key starts with `prefix`."""
+    (tf_arrays, _), (other, _) = saved["tensorflow"], saved[backend]
     keys = sorted(k for k in tf_arrays if k.startswith(prefix))
-    assert keys and keys == sorted(k for k in jax_arrays if k.startswith(prefix))
-    return [(key, tf_arrays[key], jax_arrays[key]) for key in keys]
+    assert keys and keys == sorted(k for k in other if k.startswith(prefix))
+    return [(key, tf_arrays[key], other[key]) for key in keys]
 
 
 @pytest.mark.parametrize("family", ["digits", "moving_shapes"])
-def test_class_probabilities_agree(saved, family):
-    (_, expected, got), = arrays(saved, f"{family}/")
+@pytest.mark.parametrize("backend", OTHERS)
+def test_class_probabilities_agree(saved, backend, family):
+    (_, expected, got), = arrays(saved, backend, f"{family}/")
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert (got.argmax(-1) == expected.argmax(-1)).all()
 
 
-def test_segmentation_masks_equal(saved):
-    (_, expected, got), = arrays(saved, "shapes_unet/")
+@pytest.mark.parametrize("backend", OTHERS)
+def test_segmentation_masks_equal(saved, backend):
+    (_, expected, got), = arrays(saved, backend, "shapes_unet/")
     assert expected.shape == (3, 45, 70) and len(np.unique(expected)) > 1
     np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("agnostic", [True, False])
-def test_detections_agree(saved, agnostic):
+@pytest.mark.parametrize("backend", OTHERS)
+def test_detections_agree(saved, backend, agnostic):
     """Same detections, in the same order, from the keras.ops NMS as from TensorFlow's."""
-    found = arrays(saved, f"detections/agnostic={agnostic}/")
+    found = arrays(saved, backend, f"detections/agnostic={agnostic}/")
     assert sum(len(expected) for key, expected, _ in found if key.endswith("scores")) > 10
     for key, expected, got in found:
         assert got.shape == expected.shape, key
@@ -127,8 +134,9 @@ def test_detections_agree(saved, agnostic):
             np.testing.assert_allclose(got, expected, atol=1e-3 if key.endswith("boxes") else 1e-4, err_msg=key)
 
 
-def test_evaluate_metrics_agree(saved):
-    expected, got = saved["tensorflow"][1], saved["jax"][1]
+@pytest.mark.parametrize("backend", OTHERS)
+def test_evaluate_metrics_agree(saved, backend):
+    expected, got = saved["tensorflow"][1], saved[backend][1]
     assert got.keys() == expected.keys()
     for recipe, metrics in expected.items():
         mine = got[recipe]
@@ -142,6 +150,8 @@ def test_evaluate_metrics_agree(saved):
 
 def twins(saved, prefix):
     """(key, TensorFlow op's output, keras.ops twin's) of the JAX run's direct comparisons."""
+    if "jax" not in saved:
+        pytest.skip("jax is not installed")
     found = saved["jax"][0]
     keys = sorted(k[:-len("/tf")] for k in found if k.startswith(prefix) and k.endswith("/tf"))
     assert keys

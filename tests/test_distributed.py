@@ -13,7 +13,7 @@ import pytest
 from conftest import history_rows, run_cli
 from zoo import pipeline, runtime
 from zoo.errors import RecipeError, ZooError
-from zoo.runtime import Worker, cluster_worker
+from zoo.cluster import Worker, cluster_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds a launch of the workers may take before the test fails

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import history_rows, run_cli
 from test_distributed import LoopbackCluster, free_ports, tf_config
-from zoo import runtime
+from zoo.cluster import bind_port, cluster_worker
 from zoo.errors import RecipeError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_reading_tf_config_binds_nothing_and_a_port_below_1024_is_named(monkeypa
         server.listen()
         address = f"127.0.0.1:{server.getsockname()[1]}"
         config = tf_config({"worker": [address, "127.0.0.1:1"]}, "worker", 0)
-        assert runtime.cluster_worker({"TF_CONFIG": config}).addresses == (address, "127.0.0.1:1")
+        assert cluster_worker({"TF_CONFIG": config}).addresses == (address, "127.0.0.1:1")
 
     class NeedsRoot(socket.socket):
         def bind(self, _address):
@@ -106,7 +106,7 @@ def test_reading_tf_config_binds_nothing_and_a_port_below_1024_is_named(monkeypa
     monkeypatch.setattr(socket, "socket", NeedsRoot)
     with pytest.raises(RecipeError, match=r"^TF_CONFIG: task worker:1 listens on h:80, but port 80 cannot be "
                                           r"bound: permission denied \(ports below 1024 need root\)$"):
-        runtime.bind_port("h:80", "worker:1")
+        bind_port("h:80", "worker:1")
 
 
 def test_two_workers_train_on_tfrecord_shards(tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from zoo import run_dir, runtime
+from zoo import cluster, run_dir, runtime
 from zoo.data import DatasetInfo, load_split, preview
 from zoo.data.holdout import validation_split
 from zoo.data.image_files import oversized_image
@@ -199,7 +199,7 @@ def train(recipe, output_dir=None, resume: bool = False) -> Run:
     out = resolve_output_dir(recipe, output_dir, resume)
     if worker.task:
         print(worker.describe(), flush=True)
-    with runtime.lost_workers(worker), run_dir.disk_full_hint(out):
+    with cluster.lost_workers(worker), run_dir.disk_full_hint(out):
         if not worker.is_chief:
             _check_new_run(out, resume)
             with run_dir.worker_directory(worker.rank, out if resume else None) as scratch:
@@ -217,7 +217,7 @@ def _check_new_run(out: Path, resume: bool):
 def _check_workers_agree(strategy, out: Path, resumed_epoch: int, steps: int, epochs: int):
     """Every worker must run the same epochs and steps, or one waits forever for the others'
     collective ops: compare them across workers before training."""
-    rows = runtime.gather_from_workers(strategy, [resumed_epoch, steps, epochs])  # one per replica
+    rows = runtime.gather_from_workers(strategy, [resumed_epoch, steps, epochs])  # one per replica (jax: worker)
     resumed, step_counts, epoch_counts = (sorted(set(column.tolist())) for column in rows.T)
     if len(resumed) > 1:
         raise ZooError(f"--resume: the workers would resume after different epochs ({resumed}): every worker "
@@ -228,7 +228,7 @@ def _check_workers_agree(strategy, out: Path, resumed_epoch: int, steps: int, ep
                           f"{step_counts}): start every worker with the same recipe and overrides")
 
 
-def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: Path) -> Run:
+def _train(recipe, out: Path, resume: bool, worker: cluster.Worker, write_dir: Path) -> Run:
     """`write_dir`: where this process writes, the run directory `out` (the chief) or its own."""
     recipe = absolute_data_paths(recipe)  # what recipe.yaml records: the data this run reads
     strategy = runtime.configure(recipe.runtime, batch_size=recipe.data.batch_size)
@@ -289,7 +289,8 @@ def _train(recipe, out: Path, resume: bool, worker: runtime.Worker, write_dir: P
         patience = cfg.early_stopping.patience if cfg.early_stopping else None
         best = run_dir.BestModel(f"val_{main}", save_best, guard, patience, history_log.rows)
     # In this order: what adds to an epoch's logs (the main metric, the time) before what reads them.
-    callbacks = [c for c in (guard, evaluator, EpochTimer(), best, history_log, checkpoint) if c is not None]
+    callbacks = [*runtime.fit_callbacks(),  # first: how the distribution lays out the batches
+                 *(c for c in (guard, evaluator, EpochTimer(), best, history_log, checkpoint) if c is not None)]
     resumed = f", resuming after epoch {initial_epoch}" if initial_epoch else ""
     if write_dir != out:
         resumed += f" (written by the chief; this worker writes {write_dir}, removed at the end)"

@@ -1,32 +1,25 @@
 """Devices, precision policy, distribution strategy and seeding; set before any layer is built.
 
 Per Keras backend: the devices (and so `auto` precision) are the backend's own; distribution is
-tf.distribute on TensorFlow, keras.distribution.DataParallel for `mirrored` on jax, and a
-distribution a backend has no path for is refused (`check_distribution`), never run alone.
+tf.distribute on TensorFlow, keras.distribution.DataParallel for `mirrored` and (across the
+processes of a cluster, zoo.jax_workers) `multi_worker` on jax, and a distribution a backend has
+no path for is refused (`check_distribution`), never run alone.
 
-Multi-worker training (docs/distributed.md): each worker process reads its place in the cluster
-from TF_CONFIG (`cluster_worker`, checked before TensorFlow starts); the chief, rank 0, writes the
-run directory. Each waits for the others' ports to answer before TensorFlow starts (`wait_for_peers`),
-where SIGTERM and Ctrl-C stop it.
+Multi-worker training: the cluster and this process's place in it are zoo.cluster's.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib
-import json
 import os
-import re
-import signal
-import socket
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from zoo.errors import RecipeError, ZooError, quote
+from zoo.cluster import Worker, bind_port, cluster_worker, wait_for_peers
+from zoo.errors import RecipeError
 
 
 @dataclass(frozen=True)
@@ -143,100 +136,11 @@ def resolve_distribution(setting: str, devices: list[Device], backend_name: str 
     return "none"
 
 
-@dataclass(frozen=True)
-class Worker:
-    """This process's place in the training job; rank 0, the chief, writes the run directory."""
-
-    rank: int = 0
-    count: int = 1
-    task: str = ""  # TF_CONFIG's task ("worker:1"); "" outside a multi-worker cluster
-    addresses: tuple = field(default=(), compare=False)  # every task's "host:port", in rank order
-
-    @property
-    def is_chief(self) -> bool:
-        return self.rank == 0
-
-    def describe(self) -> str:
-        role = "the chief: it writes the run directory" if self.is_chief else "not the chief"
-        return f"multi-worker: worker {self.rank} of {self.count} (TF_CONFIG task {self.task}), {role}"
-
-
-def cluster_worker(environ=os.environ) -> Worker:
-    """This process's place in the cluster that the TF_CONFIG environment variable describes
-    (`{"cluster": {"chief": [...], "worker": ["host:port", ...]}, "task": {"type": "worker",
-    "index": 0}}`, as Kubernetes TFJob or Vertex AI set it). Ranks: the chief 0, then the workers
-    in order; without a chief, worker 0 is the chief. A mismatch is a RecipeError naming TF_CONFIG.
-    It only reads: sources call it too (tfrecord sharding), after TensorFlow's server took the port."""
-    text = environ.get("TF_CONFIG")
-    if not text:
-        raise RecipeError("runtime.distribution: multi_worker reads the cluster from the TF_CONFIG "
-                          "environment variable, which is not set (docs/distributed.md)")
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise RecipeError(f"TF_CONFIG: not valid JSON ({err})") from None
-    cluster = config.get("cluster") if isinstance(config, dict) else None
-    if not isinstance(cluster, dict) or not cluster:
-        raise RecipeError('TF_CONFIG: no "cluster" (job name -> list of "host:port" addresses)')
-    jobs = {job: cluster.get(job, []) for job in ("chief", "worker")}
-    other = sorted(set(cluster) - set(jobs))
-    if other:
-        raise RecipeError(f"TF_CONFIG: cluster job(s) {quote(', '.join(other), as_repr=False)}: "
-                          f"multi_worker takes a chief and workers only")
-    for job, addresses in jobs.items():
-        if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
-            raise RecipeError(f'TF_CONFIG: cluster.{job}: expected a list of "host:port" addresses, '
-                              f"got {quote(addresses)}")
-        for address in addresses:
-            port = address.rpartition(":")[2]
-            if not (port.isascii() and port.isdecimal() and 0 < int(port) < 65536):
-                raise RecipeError(f"TF_CONFIG: cluster.{job}: address {quote(address)} has no valid port "
-                                  f"(expected host:port, the port a number from 1 to 65535)")
-    if len(jobs["chief"]) > 1:
-        raise RecipeError(f"TF_CONFIG: cluster.chief lists {len(jobs['chief'])} addresses; a cluster "
-                          f"has one chief")
-    addresses = jobs["chief"] + jobs["worker"]
-    repeated = sorted({a for a in addresses if addresses.count(a) > 1})
-    if repeated:
-        raise RecipeError(f"TF_CONFIG: address {quote(repeated[0], as_repr=False)} is listed twice in the "
-                          f"cluster")
-    task = config.get("task")
-    kind, index = (task.get("type"), task.get("index")) if isinstance(task, dict) else (None, None)
-    if kind not in jobs:
-        raise RecipeError(f'TF_CONFIG: task.type must be "chief" or "worker", got {quote(kind)}')
-    if not jobs[kind]:
-        raise RecipeError(f"TF_CONFIG: task.type is {kind} but the cluster lists no {kind} "
-                          f"(cluster: {', '.join(j for j in jobs if jobs[j])})")
-    if type(index) is not int or not 0 <= index < len(jobs[kind]):
-        raise RecipeError(f"TF_CONFIG: task.index {quote(index)} is out of range: cluster.{kind} lists "
-                          f"{len(jobs[kind])} address(es), indices 0-{len(jobs[kind]) - 1}")
-    rank = index + (len(jobs["chief"]) if kind == "worker" else 0)
-    return Worker(rank, len(addresses), f"{kind}:{index}", tuple(addresses))
-
-
-def bind_port(address: str, task: str) -> socket.socket:
-    """A socket bound to `address`'s port on every interface, where TensorFlow's server for `task`
-    will listen; a port that cannot be bound (another process holds it, or it needs root) is a
-    RecipeError naming TF_CONFIG."""
-    port = int(address.rpartition(":")[2])
-    probe = socket.socket()
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket's TIME_WAIT is no user
-    try:
-        probe.bind(("", port))
-    except OSError as err:
-        probe.close()
-        why = {errno.EADDRINUSE: "another process uses it",
-               errno.EACCES: "permission denied (ports below 1024 need root)"}.get(err.errno, err.strerror)
-        raise RecipeError(f"TF_CONFIG: task {task} listens on {quote(address, as_repr=False)}, but port "
-                          f"{port} cannot be bound: {why}") from None
-    return probe
-
-
 def this_worker(runtime) -> Worker:
     """The training process's place: `cluster_worker` for `runtime.distribution: multi_worker`,
     its port checked free before TensorFlow starts (one line now, not gRPC's errors later); the
     only worker otherwise."""
-    check_distribution(runtime.distribution, backend())  # before TF_CONFIG, which only TensorFlow reads
+    check_distribution(runtime.distribution, backend())  # before TF_CONFIG, which torch does not read
     if runtime.distribution != "multi_worker":
         return Worker()
     worker = cluster_worker()
@@ -259,77 +163,11 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         return tf.nest.map_structure(leaf, value)
 
 
-@contextlib.contextmanager
-def _signals_raise(what):
-    """While the block runs, SIGTERM and SIGINT (Ctrl-C) raise a ZooError: "stopped by SIGTERM while
-    {what()}"."""
-    def stop(number, _frame):
-        raise ZooError(f"stopped by {signal.Signals(number).name} while {what()}")
-
-    signals = [s for s in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(s) is not signal.SIG_IGN]
-    previous = {s: signal.signal(s, stop) for s in signals}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _reachable(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for_peers(worker: Worker, poll_s: float = 0.25):
-    """Before TensorFlow starts this task's server: listen on its port (in Python) until every other
-    task's port answers, so that the workers enter TensorFlow's start-up together. TensorFlow waits
-    for absent peers inside native code that holds the interpreter (and takes SIGTERM over), where
-    neither Ctrl-C nor SIGTERM could stop the process; waiting here, both stop it with one line."""
-    absent = [a for i, a in enumerate(worker.addresses) if i != worker.rank]
-
-    def waiting():
-        return (f"waiting for the other workers of the TF_CONFIG cluster (this is task {worker.task}; "
-                f"not started: {', '.join(absent)})")
-
-    with bind_port(worker.addresses[worker.rank], worker.task) as listener, _signals_raise(waiting):
-        listener.listen(len(worker.addresses))
-        start, told = time.monotonic(), False
-        while True:
-            absent = [a for a in absent if not _reachable(a)]
-            if not absent:
-                return
-            if not told and time.monotonic() - start > 5:
-                print(f"{waiting()}; Ctrl-C or SIGTERM stops", flush=True)
-                told = True
-            time.sleep(poll_s)
-
-
-class WorkerLost(RuntimeError):
-    """Another worker of a multi-worker job stopped (killed, preempted, crashed)."""
-
-
-@contextlib.contextmanager
-def lost_workers(worker: Worker):
-    """In a multi-worker job, TensorFlow's error when a peer stops answering (its collective ops
-    aborted: UnavailableError, several lines) becomes one line: who, and how to go on."""
-    try:
-        yield
-    except tf.errors.UnavailableError as err:
-        if not worker.task:
-            raise
-        tasks = {f"{job}:{index}" for job, index in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", err.message)}
-        peers = sorted(tasks - {worker.task})
-        who = f"TF_CONFIG task {' and '.join(peers)}" if peers else "another worker"
-        raise WorkerLost(f"{who} stopped answering (killed, preempted or crashed): restart every worker "
-                         f"with --resume to continue from the last completed epoch") from None
-
-
 def gather_from_workers(strategy, values: list[int]):
-    """`values` of every replica of every worker, one row each (a collective: every worker calls it)."""
+    """`values` of every replica of every worker (on jax: of every worker), one row each (a
+    collective: every worker calls it)."""
+    if isinstance(strategy, BackendStrategy):
+        return importlib.import_module("zoo.jax_workers").gather(values)
     local = tf.constant([values], tf.int64)
     per_replica = strategy.experimental_distribute_values_from_function(lambda _: local)
     return strategy.gather(per_replica, axis=0).numpy()
@@ -340,7 +178,10 @@ def auto_shard(dataset, evaluation: bool = False):
     tfrecord source: FILE, each worker reads its own files), else DATA: every worker runs the
     input pipeline and keeps its share of each global batch (docs/distributed.md). Other
     strategies ignore the setting. An `evaluation` dataset is always split by DATA: every worker
-    evaluates the whole split, and a cache that Keras' validation fills holds all of it."""
+    evaluates the whole split, and a cache that Keras' validation fills holds all of it. On jax
+    across processes: this process's share of each training batch, evaluation batches whole."""
+    if _process_shares() is not None:
+        return dataset if evaluation else importlib.import_module("zoo.jax_workers").batch_share(dataset)
     policy = tf.data.experimental.AutoShardPolicy
     if not evaluation and dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
         return dataset
@@ -372,11 +213,9 @@ def make_strategy(name: str):
 
 
 # Off TensorFlow, the runtime.distribution settings a backend trains with (`check_distribution`).
-BACKEND_DISTRIBUTIONS = {"jax": ("none", "auto", "mirrored"), "torch": ("none", "auto")}
+BACKEND_DISTRIBUTIONS = {"jax": ("none", "auto", "mirrored", "multi_worker"), "torch": ("none", "auto")}
 NO_DISTRIBUTION = {
-    "jax": {"multi_worker": "not on the jax backend yet: run the workers with KERAS_BACKEND=tensorflow "
-                            "(docs/distributed.md), or use mirrored for the devices of one machine",
-            "tpu": "on the jax backend use mirrored (keras.distribution.DataParallel over every TPU core)"},
+    "jax": {"tpu": "on the jax backend use mirrored (keras.distribution.DataParallel over every TPU core)"},
 }
 
 
@@ -405,27 +244,48 @@ class BackendStrategy:
 
 class DataParallel(keras.distribution.DataParallel):
     """Keras' DataParallel, with a batch that the devices do not divide evenly (an evaluation
-    split's last, smaller batch) run whole on every device instead of failing to split."""
+    split's last, smaller batch) run whole on every device instead of failing to split.
+    `across_processes` (multi_worker): a batch is this process's share of the global batch while
+    `training_shares` (zoo.jax_workers.TrainingShares), else whole on every process and device."""
+
+    def __init__(self, devices, across_processes: bool = False):
+        super().__init__(devices=devices, auto_shard_dataset=False)  # `auto_shard` splits the data
+        self.across_processes, self.training_shares = across_processes, False
 
     def get_data_layout(self, data_shape):
-        if data_shape and data_shape[0] is not None and data_shape[0] % self.device_mesh.shape[0]:
+        whole = (not self.training_shares if self.across_processes else
+                 data_shape and data_shape[0] is not None and data_shape[0] % self.device_mesh.shape[0])
+        if whole:
             return keras.distribution.TensorLayout([None] * len(data_shape), self.device_mesh)
         return super().get_data_layout(data_shape)
 
 
+def _process_shares() -> DataParallel | None:
+    """The distribution set when it is jax's across processes (multi_worker)."""
+    distribution = keras.distribution.distribution() if backend() == "jax" else None
+    return distribution if isinstance(distribution, DataParallel) and distribution.across_processes else None
+
+
+def fit_callbacks() -> list:
+    """The callbacks `fit` needs first for the distribution set (across processes: TrainingShares)."""
+    shares = _process_shares()
+    return [importlib.import_module("zoo.jax_workers").TrainingShares(shares)] if shares else []
+
+
 def backend_strategy(name: str, batch_size: int | None = None) -> BackendStrategy:
-    """`name` (none or, on jax, mirrored: keras.distribution.DataParallel over every local device,
-    each replica an equal share of the global `batch_size`, which they must divide) as a
-    strategy-like object; sets Keras' global distribution, so an earlier one of this process goes."""
-    if name != "mirrored":
+    """`name` (none or, on jax, mirrored: keras.distribution.DataParallel over every local device;
+    multi_worker: over the devices of every process, once they joined: `configure`) as a
+    strategy-like object, each replica an equal share of the global `batch_size`, which they must
+    divide; sets Keras' global distribution, so an earlier one of this process goes."""
+    if name not in ("mirrored", "multi_worker"):
         keras.distribution.set_distribution(None)
         return BackendStrategy()
     devices = keras.distribution.list_devices()
     if batch_size and batch_size % len(devices):
-        raise RecipeError(f"data.batch_size {batch_size}: runtime.distribution mirrored on {backend()} splits "
+        raise RecipeError(f"data.batch_size {batch_size}: runtime.distribution {name} on {backend()} splits "
                           f"each batch evenly over its {len(devices)} devices; use a multiple of {len(devices)}")
-    keras.distribution.set_distribution(DataParallel(devices=devices))
-    return BackendStrategy("mirrored", len(devices))
+    keras.distribution.set_distribution(DataParallel(devices, across_processes=name == "multi_worker"))
+    return BackendStrategy(name, len(devices))
 
 
 def policy_reason(runtime) -> str:
@@ -443,8 +303,13 @@ def configure(runtime, devices: list[Device] | None = None, batch_size: int | No
     """
     name = backend()
     check_distribution(runtime.distribution, name)
-    # First: MultiWorkerMirroredStrategy sets up collective ops, which must precede any other op.
-    multi_worker = make_strategy("multi_worker") if runtime.distribution == "multi_worker" else None
+    # First: MultiWorkerMirroredStrategy sets up collective ops, which must precede any other op;
+    # jax.distributed (zoo.jax_workers), any jax computation.
+    multi_worker = None
+    if runtime.distribution == "multi_worker" and name == "jax":
+        importlib.import_module("zoo.jax_workers").join(cluster_worker())
+    elif runtime.distribution == "multi_worker":
+        multi_worker = make_strategy("multi_worker")
     devices = detect_devices() if devices is None else devices
     keras.utils.set_random_seed(runtime.seed)
     keras.config.set_dtype_policy(resolve_policy(runtime.mixed_precision, devices))

@@ -225,7 +225,7 @@ def read_meta(root: str, split: str) -> dict:
 
 def cluster_workers() -> int:
     """Workers of a multi-worker cluster (TF_CONFIG, checked as training checks it), 1 without one."""
-    from zoo.runtime import cluster_worker
+    from zoo.cluster import cluster_worker
 
     return cluster_worker().count if os.environ.get("TF_CONFIG") else 1
 
