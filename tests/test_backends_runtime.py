@@ -126,7 +126,9 @@ def test_mirrored_on_jax_trains_data_parallel_over_two_host_devices(tmp_path):
     ("jax", [Device("CPU"), Device("TPU")], ("mixed_bfloat16", "auto (jax): TPU")),
     ("jax", [Device("CPU")], ("float32", "auto (jax): CPU without native bfloat16")),
     ("jax", [Device("CPU", bfloat16_flags=("amx_bf16",))],
-     ("mixed_bfloat16", "auto (jax): the CPU computes bfloat16 natively: amx_bf16")),
+     ("float32", "auto (jax): XLA's CPU kernels run bfloat16 no faster than float32")),
+    ("torch", [Device("CPU", bfloat16_flags=("amx_bf16",))],
+     ("mixed_bfloat16", "auto (torch): the CPU computes bfloat16 natively: amx_bf16")),
     ("tensorflow", [Device("CPU")], ("float32", "auto: CPU without native bfloat16")),
 ])
 def test_auto_precision_per_backend_and_device_names_who_decided(backend, devices, expected):
@@ -135,7 +137,7 @@ def test_auto_precision_per_backend_and_device_names_who_decided(backend, device
 
 def test_each_backend_reports_its_own_accelerators(monkeypatch):
     """jax: its CUDA devices' compute capability and its TPUs; torch: torch.cuda (faked here:
-    torch is not installed, and this machine has no GPU)."""
+    this machine has no GPU)."""
     fake = [types.SimpleNamespace(platform="gpu", compute_capability="8.0"),
             types.SimpleNamespace(platform="tpu"), types.SimpleNamespace(platform="cpu")]
     monkeypatch.setattr(jax, "devices", lambda: fake)

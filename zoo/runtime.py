@@ -93,8 +93,10 @@ def detect_devices() -> list[Device]:
 def choose_policy(setting: str, devices: list[Device], backend_name: str = "tensorflow") -> tuple[str, str]:
     """(policy, why). `auto`: mixed_bfloat16 on TPU; on GPUs mixed_float16 when every one has
     compute capability >= 7.0 (tensor cores), else float32 (older GPUs: float16 is slower); on a
-    CPU alone mixed_bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX), else float32.
-    `why` names a backend other than TensorFlow ("auto (jax): GPU with tensor cores")."""
+    CPU alone mixed_bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX), else float32;
+    on jax a CPU is float32 either way (XLA's CPU kernels gain nothing from bfloat16: measured in
+    docs/benchmarks.md). `why` names a backend other than TensorFlow ("auto (jax): GPU with tensor
+    cores")."""
     gpus = [d for d in devices if d.kind == "GPU"]
     cpu_flags = next((d.bfloat16_flags for d in devices if d.kind == "CPU"), ())
     if setting != "auto":
@@ -112,14 +114,16 @@ def choose_policy(setting: str, devices: list[Device], backend_name: str = "tens
             return "mixed_float16", f"{auto}: GPU with tensor cores"
         return "float32", (f"{auto}: GPU of compute capability {'.'.join(map(str, oldest))}, "
                            f"below 7.0 (no tensor cores)")
+    if cpu_flags and backend_name == "jax":
+        return "float32", f"{auto}: XLA's CPU kernels run bfloat16 no faster than float32"
     if cpu_flags:
         return "mixed_bfloat16", f"{auto}: the CPU computes bfloat16 natively: {', '.join(cpu_flags)}"
     return "float32", f"{auto}: CPU without native bfloat16"
 
 
 def resolve_policy(setting: str, devices: list[Device]) -> str:
-    """The policy `choose_policy` picks."""
-    return choose_policy(setting, devices)[0]
+    """The policy `choose_policy` picks for this process's backend."""
+    return choose_policy(setting, devices, backend())[0]
 
 
 def resolve_distribution(setting: str, devices: list[Device], backend_name: str = "tensorflow") -> str:
