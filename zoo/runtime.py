@@ -230,7 +230,7 @@ def check_distribution(setting: str, backend_name: str):
         return
     how = NO_DISTRIBUTION.get(backend_name, {}).get(setting) or (
         f"the {backend_name} backend has no distributed training in Keras {keras.__version__}: use "
-        f"runtime.distribution=none, or KERAS_BACKEND=tensorflow (or jax for mirrored)")
+        f"runtime.distribution=none, or KERAS_BACKEND=tensorflow (or jax for mirrored and multi_worker)")
     raise RecipeError(f"runtime.distribution {setting}: {how}")
 
 
