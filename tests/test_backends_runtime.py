@@ -238,3 +238,21 @@ def test_a_run_resumed_on_another_backend_keeps_the_earlier_ones_in_its_header(t
     assert recorded_backend(recipe) == history
     assert backend_history(recipe, "torch 2.9.0") == "torch 2.9.0 (earlier epochs: tensorflow 2.21.0, jax 0.10.2)"
     assert backend_history(recipe, "jax 0.10.2") == "jax 0.10.2 (earlier epochs: tensorflow 2.21.0)"
+
+
+def test_a_resume_in_another_precision_says_so(tmp_path, capsys):
+    """`auto` resolves per backend and device: float32 on jax's CPU path, mixed_bfloat16 elsewhere."""
+    import keras
+
+    from zoo.resume import _say_precision_change
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("# resolved: runtime.mixed_precision mixed_bfloat16, runtime.distribution none (1 replica(s))\n"
+                      "task: classification\n")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    _say_precision_change(recipe)
+    assert capsys.readouterr().out == ""
+    keras.config.set_dtype_policy("float32")
+    _say_precision_change(recipe)
+    assert capsys.readouterr().out == ("resuming in float32: the earlier epochs trained in mixed_bfloat16 "
+                                       "(runtime.mixed_precision auto resolves per backend and device; set it "
+                                       "to keep one)\n")

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,23 @@ def test_outputs_and_losses_are_float32_under_mixed_bfloat16_on_torch(runs):
     assert dtypes, failure
     output, loss, compute = dtypes
     assert (output, loss) == ("torch.float32", "torch.float32") and "bfloat16" in compute, dtypes
+
+
+def test_a_model_trained_on_jax_runs_eagerly_where_torch_loads_it(runs):
+    """Keras saves the jit_compile its `auto` resolved to (True on jax); the zoo saves `auto`, so
+    torch, loading with plain Keras in a fresh process, does not torch.compile it."""
+    folder, _, _, failure = backend_run(runs, "jax")
+    backend_run(runs, "torch")
+    model_file = folder / "digits_cnn" / "model.keras"
+    assert model_file.is_file(), failure
+    with zipfile.ZipFile(model_file) as saved:
+        assert json.loads(saved.read("config.json"))["compile_config"]["jit_compile"] == "auto"
+    script = ("import sys, keras, numpy as np, zoo\n"
+              "model = keras.saving.load_model(sys.argv[1])\n"
+              "model.predict(np.zeros((2, *model.input_shape[1:]), 'float32'), verbose=0)\n"
+              "print('JIT', model.jit_compile)")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", script, str(model_file)], env=env, text=True,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == "JIT False" and "dynamo" not in proc.stderr

@@ -33,7 +33,7 @@ from zoo.optim import build_optimizer
 from zoo.plots import save_curves
 from zoo.recipe import Recipe, check_run_name, load_recipe
 from zoo.report import Report
-from zoo.resume import RECORDED_BACKEND, absolute_data_paths, backend_history, check_resume
+from zoo.resume import RECORDED_BACKEND, RESOLVED, absolute_data_paths, backend_history, check_resume
 from zoo.tasks import get_task
 from zoo.tasks.base import progress
 
@@ -101,7 +101,7 @@ def resolved_header(strategy, backend: str | None = None) -> str:
     names = {"MirroredStrategy": "mirrored", "MultiWorkerMirroredStrategy": "multi_worker",
              "TPUStrategy": "tpu", "TPUStrategyV2": "tpu"}
     distribution = getattr(strategy, "distribution_name", None) or names.get(type(strategy).__name__, "none")
-    return (f"# resolved: runtime.mixed_precision {keras.config.dtype_policy().name}, "
+    return (f"{RESOLVED}{keras.config.dtype_policy().name}, "
             f"runtime.distribution {distribution} ({strategy.num_replicas_in_sync} replica(s))\n"
             f"# versions: keras-zoo {__version__}, keras {keras.__version__}, "
             f"tensorflow {tf.__version__}, python {platform.python_version()}\n"
@@ -257,6 +257,9 @@ def _train(recipe, out: Path, resume: bool, worker: cluster.Worker, write_dir: P
             loss = task.loss(info, **cfg.loss)  # first: a task may derive metrics from its loss
             model.compile(optimizer=optimizer, loss=loss, metrics=task.metrics(info),
                           steps_per_execution=recipe.runtime.steps_per_execution)
+        # Keras saves the jit_compile its "auto" resolved to here (True on jax): a model.keras
+        # trained on jax would run torch.compile wherever torch loads it. Saved as "auto".
+        model._compile_config.config["jit_compile"] = "auto"
 
     with strategy.scope():
         compile_model(build_optimizer(cfg, steps))  # the optimizer's variables: under the strategy

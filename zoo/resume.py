@@ -13,6 +13,7 @@ from zoo.errors import ZooError
 
 FIXED_ON_RESUME = ("task", "model", "data.image_size", "data.num_classes", "data.num_frames",
                    "train.optimizer.name", "runtime.mixed_precision")
+RESOLVED = "# resolved: runtime.mixed_precision "  # the recipe.yaml header line with the policy a run trained in
 RECORDED_BACKEND = "# backend: "  # the recipe.yaml header line naming the Keras backend that trained
 
 
@@ -92,6 +93,7 @@ def check_resume(out: Path, recipe, class_names: list[str]) -> list[str]:
                            f"({len(saved_classes)} -> {len(class_names)} classes: "
                            f"[{preview(saved_classes)}] -> [{preview(class_names)}])")
     _say_backend_switch(saved_path)
+    _say_precision_change(saved_path)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
@@ -104,3 +106,15 @@ def _say_backend_switch(saved_path: Path):
     if before and before.split()[0] != now.split()[0]:
         print(f"resuming on another backend: the run was trained on {before}, this process runs {now} "
               f"(the checkpoints are backend-neutral Keras weights)", flush=True)
+
+
+def _say_precision_change(saved_path: Path):
+    """One line when the precision policy set for this process (`auto` resolves per backend and
+    device) is not the one the run's recipe.yaml records."""
+    import keras
+
+    header = next((line for line in saved_path.read_text().splitlines() if line.startswith(RESOLVED)), "")
+    before, now = header[len(RESOLVED):].split(",")[0].strip(), keras.config.dtype_policy().name
+    if before and before != now:
+        print(f"resuming in {now}: the earlier epochs trained in {before} (runtime.mixed_precision auto resolves "
+              f"per backend and device; set it to keep one)", flush=True)
