@@ -443,8 +443,6 @@ def evaluate(recipe, weights=None, output_dir=None, report=None, verbose=None) -
 def evaluation_report(folder=None, output_dir=None):
     """The report of one evaluation: written into `folder`, else `output_dir`/eval/, else nowhere
     (nothing is written where the user did not point; the table is printed either way)."""
-    from zoo.report import Report
-
     return Report(folder if folder is not None or output_dir is None else Path(output_dir) / "eval")
 
 

@@ -17,15 +17,20 @@ RESOLVED = "# resolved: runtime.mixed_precision "  # the recipe.yaml header line
 RECORDED_BACKEND = "# backend: "  # the recipe.yaml header line naming the Keras backend that trained
 
 
-def recorded_backend(recipe_yaml: Path) -> str | None:
-    """The backend and version ("jax 0.10.2") a run's recipe.yaml records; None for runs from
-    before the zoo recorded it."""
+def header_value(recipe_yaml: Path, prefix: str) -> str | None:
+    """What follows `prefix` on a line of a run's recipe.yaml header; None without that line."""
     for line in recipe_yaml.read_text().splitlines():
         if not line.startswith("#"):
             return None
-        if line.startswith(RECORDED_BACKEND):
-            return line[len(RECORDED_BACKEND):].strip()
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
     return None
+
+
+def recorded_backend(recipe_yaml: Path) -> str | None:
+    """The backend and version ("jax 0.10.2") a run's recipe.yaml records; None for runs from
+    before the zoo recorded it."""
+    return header_value(recipe_yaml, RECORDED_BACKEND)
 
 
 def backend_history(run_recipe: Path, now: str) -> str:
@@ -113,8 +118,7 @@ def _say_precision_change(saved_path: Path):
     device) is not the one the run's recipe.yaml records."""
     import keras
 
-    header = next((line for line in saved_path.read_text().splitlines() if line.startswith(RESOLVED)), "")
-    before, now = header[len(RESOLVED):].split(",")[0].strip(), keras.config.dtype_policy().name
+    before, now = (header_value(saved_path, RESOLVED) or "").split(",")[0], keras.config.dtype_policy().name
     if before and before != now:
         print(f"resuming in {now}: the earlier epochs trained in {before} (runtime.mixed_precision auto resolves "
               f"per backend and device; set it to keep one)", flush=True)

@@ -171,7 +171,7 @@ def gather_from_workers(strategy, values: list[int]):
     """`values` of every replica of every worker (on jax: of every worker), one row each (a
     collective: every worker calls it)."""
     if isinstance(strategy, BackendStrategy):
-        return importlib.import_module("zoo.jax_workers").gather(values)
+        return _jax_workers().gather(values)
     local = tf.constant([values], tf.int64)
     per_replica = strategy.experimental_distribute_values_from_function(lambda _: local)
     return strategy.gather(per_replica, axis=0).numpy()
@@ -185,7 +185,7 @@ def auto_shard(dataset, evaluation: bool = False):
     evaluates the whole split, and a cache that Keras' validation fills holds all of it. On jax
     across processes: this process's share of each training batch, evaluation batches whole."""
     if _process_shares() is not None:
-        return dataset if evaluation else importlib.import_module("zoo.jax_workers").batch_share(dataset)
+        return dataset if evaluation else _jax_workers().batch_share(dataset)
     policy = tf.data.experimental.AutoShardPolicy
     if not evaluation and dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
         return dataset
@@ -264,6 +264,13 @@ class DataParallel(keras.distribution.DataParallel):
         return super().get_data_layout(data_shape)
 
 
+def _jax_workers():
+    """zoo.jax_workers, imported on use: it imports jax."""
+    from zoo import jax_workers
+
+    return jax_workers
+
+
 def _process_shares() -> DataParallel | None:
     """The distribution set when it is jax's across processes (multi_worker)."""
     distribution = keras.distribution.distribution() if backend() == "jax" else None
@@ -273,7 +280,7 @@ def _process_shares() -> DataParallel | None:
 def fit_callbacks() -> list:
     """The callbacks `fit` needs first for the distribution set (across processes: TrainingShares)."""
     shares = _process_shares()
-    return [importlib.import_module("zoo.jax_workers").TrainingShares(shares)] if shares else []
+    return [_jax_workers().TrainingShares(shares)] if shares else []
 
 
 def backend_strategy(name: str, batch_size: int | None = None) -> BackendStrategy:
@@ -311,7 +318,7 @@ def configure(runtime, devices: list[Device] | None = None, batch_size: int | No
     # jax.distributed (zoo.jax_workers), any jax computation.
     multi_worker = None
     if runtime.distribution == "multi_worker" and name == "jax":
-        importlib.import_module("zoo.jax_workers").join(cluster_worker())
+        _jax_workers().join(cluster_worker())
     elif runtime.distribution == "multi_worker":
         multi_worker = make_strategy("multi_worker")
     devices = detect_devices() if devices is None else devices
